@@ -1,0 +1,102 @@
+"""The model contract: ``fit(train, context=...) -> self``, ``predict(conditions) -> Prediction``.
+
+Every model — control, the linear baselines, GEARS, the dual-stream Mamba network — goes through
+this one contract, so one contract test and one metric pipeline cover them all. Models never
+own the data module, the workflow's file layout or the device policy: what they may use is in
+:class:`FitContext`.
+
+Prediction file format (``predictions/{model}.h5ad``): obs_names = predicted test conditions
+(canonical names), var_names = genes (the dataset's order), X = predicted mean expression on
+the truth's scale (float32), optional ``layers['logvar']`` = per-gene predicted log-variance,
+``uns['model']`` = model name, ``uns['skipped']`` = condition → reason for test conditions the
+model could not predict (never silently dropped).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, Self
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from perturbench.data.contract import PerturbDataset
+from perturbench.data.io import write_h5ad_atomic
+from perturbench.graphs import GeneGraph
+
+
+@dataclass(frozen=True)
+class FitContext:
+    """What a model may use besides its training data."""
+
+    seed: int = 0
+    val: PerturbDataset | None = None  # validation conditions (for early stopping / choices only)
+    go_graph: GeneGraph | None = None  # GO Jaccard similarity graph over gene symbols
+    workdir: Path | None = None  # scratch folder for models that need files (GEARS)
+    device: str = "cpu"
+    log_dir: Path | None = None  # where training curves / checkpoints go, when the model has any
+
+
+@dataclass
+class Prediction:
+    """Predicted mean expression for some conditions (see module docstring for the file format)."""
+
+    model: str
+    conditions: list[str]
+    genes: list[str]
+    mean: np.ndarray  # (n_conditions, n_genes)
+    logvar: np.ndarray | None = None  # (n_conditions, n_genes) or None
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        shape = (len(self.conditions), len(self.genes))
+        if self.mean.shape != shape:
+            raise ValueError(f"{self.model}: prediction shape {self.mean.shape} != {shape}")
+        if self.logvar is not None and self.logvar.shape != shape:
+            raise ValueError(f"{self.model}: logvar shape {self.logvar.shape} != {shape}")
+        if not np.all(np.isfinite(self.mean)):
+            raise ValueError(f"{self.model}: non-finite predicted expression")
+
+    def to_anndata(self) -> ad.AnnData:
+        adata = ad.AnnData(
+            X=self.mean.astype(np.float32),
+            obs=pd.DataFrame(index=pd.Index(self.conditions, dtype=str)),
+            var=pd.DataFrame(index=pd.Index(self.genes, dtype=str)),
+        )
+        if self.logvar is not None:
+            adata.layers["logvar"] = self.logvar.astype(np.float32)
+        adata.uns["model"] = self.model
+        adata.uns["skipped"] = dict(self.skipped)
+        return adata
+
+    def write(self, path: str | Path) -> None:
+        write_h5ad_atomic(self.to_anndata(), path)
+
+    @classmethod
+    def read(cls, path: str | Path) -> Prediction:
+        adata = ad.read_h5ad(path)
+        for key in ("model",):
+            if key not in adata.uns:
+                raise ValueError(f"{path}: prediction file lacks uns[{key!r}]")
+        logvar = np.asarray(adata.layers["logvar"]) if "logvar" in adata.layers else None
+        return cls(
+            model=str(adata.uns["model"]),
+            conditions=list(adata.obs_names),
+            genes=list(adata.var_names),
+            mean=np.asarray(adata.X, dtype=np.float64),
+            logvar=logvar,
+            skipped={str(k): str(v) for k, v in dict(adata.uns.get("skipped", {})).items()},
+        )
+
+
+class Model(Protocol):
+    """What every registered model implements."""
+
+    name: str
+
+    def fit(self, train: PerturbDataset, *, context: FitContext) -> Self: ...
+
+    def predict(self, conditions: Sequence[str]) -> Prediction: ...
