@@ -35,6 +35,7 @@ class FitContext:
     seed: int = 0
     val: PerturbDataset | None = None  # validation conditions (for early stopping / choices only)
     go_graph: GeneGraph | None = None  # GO Jaccard similarity graph over gene symbols
+    go_table: Path | None = None  # the GO annotation table the graph came from (GEARS rebuilds its own files)
     workdir: Path | None = None  # scratch folder for models that need files (GEARS)
     device: str = "cpu"
     log_dir: Path | None = None  # where training curves / checkpoints go, when the model has any

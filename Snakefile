@@ -1,0 +1,30 @@
+# perturbench: benchmark of Perturb-seq perturbation-response prediction against linear baselines.
+# Stages live in workflow/rules/*.smk; the logic lives in the perturbench package (the rules call
+# the `perturbench` command). Config: workflow/config/*.yaml, validated against schema.yaml.
+
+from snakemake.utils import min_version, validate
+
+min_version("8.20")
+
+
+configfile: "workflow/config/demo.yaml"
+
+
+validate(config, "workflow/config/schema.yaml")
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+include: "workflow/rules/bench.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

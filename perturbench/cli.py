@@ -1,0 +1,196 @@
+"""The ``perturbench`` command: the steps the Snakemake rules call, one sub-command each.
+
+Every sub-command maps its arguments onto one function of :mod:`perturbench.pipeline` (or a
+benchmark / the report) and exits non-zero with a one-line message on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+BENCHMARKS = {
+    "baselines_speed": "perturbench.bench.baselines_speed",
+    "mamba_cost": "perturbench.bench.mamba_cost",
+    "prepare_scale": "perturbench.bench.prepare_scale",
+    "gears_vs_mamba": "perturbench.bench.gears_vs_mamba",
+}
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {text!r} ({err})") from None
+
+
+def _optional_path(text: str) -> Path | None:
+    return Path(text) if text else None
+
+
+def _cmd_simulate(a: argparse.Namespace) -> None:
+    from perturbench import pipeline
+
+    pipeline.simulate(a.preset, a.params, a.out)
+
+
+def _cmd_download(a: argparse.Namespace) -> None:
+    from perturbench.data.download import fetch
+
+    fetch(a.url, a.out, sha256=a.sha256 or None)
+
+
+def _cmd_prepare(a: argparse.Namespace) -> None:
+    from perturbench import pipeline
+
+    pipeline.prepare(a.name, a.spec, a.out_dir, inputs=a.inputs)
+
+
+def _cmd_featureset(a: argparse.Namespace) -> None:
+    from perturbench import pipeline
+
+    pipeline.featureset(a.in_dir, a.featureset, a.out_dir)
+
+
+def _cmd_split(a: argparse.Namespace) -> None:
+    from perturbench import pipeline
+
+    pipeline.split(a.data_dir, a.seed, a.out, dataset=a.dataset, params=a.params)
+
+
+def _cmd_go_graph(a: argparse.Namespace) -> None:
+    from perturbench import pipeline
+
+    pipeline.go_graph(a.data_dir, a.gene2go, a.out, aliases=a.aliases, top_k=a.top_k, min_weight=a.min_weight)
+
+
+def _cmd_fit_predict(a: argparse.Namespace) -> None:
+    from perturbench import pipeline
+
+    pipeline.fit_predict(a.data_dir, a.split, a.model, a.params, a.out, go_graph_path=a.go_graph,
+                         go_table=a.go_table, log_dir=a.log_dir, device=a.device)
+
+
+def _cmd_evaluate(a: argparse.Namespace) -> None:
+    from perturbench import pipeline
+
+    pipeline.evaluate(a.data_dir, a.split, a.prediction, a.out)
+
+
+def _cmd_summarize(a: argparse.Namespace) -> None:
+    from perturbench import pipeline
+
+    pipeline.summarize(a.metrics, a.out, a.conditions_out)
+
+
+def _cmd_bench(a: argparse.Namespace) -> None:
+    import importlib
+
+    importlib.import_module(BENCHMARKS[a.name]).run(a.out_dir)
+
+
+def _cmd_report(a: argparse.Namespace) -> None:
+    from perturbench.report import build_report
+
+    build_report(a.results, a.out, config=a.config)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="perturbench", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("simulate", help="write a simulated GEARS-format dataset")
+    s.add_argument("--preset", default="demo")
+    s.add_argument("--params", type=_json, default={})
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=_cmd_simulate)
+
+    s = sub.add_parser("download", help="download a file with resume, retries and checksum")
+    s.add_argument("--url", required=True)
+    s.add_argument("--sha256", default="")
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=_cmd_download)
+
+    s = sub.add_parser("prepare", help="load a dataset source, annotate DE genes, save it")
+    s.add_argument("--name", required=True)
+    s.add_argument("--spec", type=_json, required=True, help="the dataset's config entry as JSON")
+    s.add_argument("--inputs", type=Path, nargs="*", default=[])
+    s.add_argument("--out-dir", type=Path, required=True)
+    s.set_defaults(func=_cmd_prepare)
+
+    s = sub.add_parser("featureset", help="restrict a prepared dataset to a feature set")
+    s.add_argument("--in-dir", type=Path, required=True)
+    s.add_argument("--featureset", required=True)
+    s.add_argument("--out-dir", type=Path, required=True)
+    s.set_defaults(func=_cmd_featureset)
+
+    s = sub.add_parser("split", help="write a split manifest")
+    s.add_argument("--data-dir", type=Path, required=True)
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--params", type=_json, default={})
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=_cmd_split)
+
+    s = sub.add_parser("go-graph", help="GO Jaccard similarity graph over a dataset's genes")
+    s.add_argument("--data-dir", type=Path, required=True)
+    s.add_argument("--gene2go", type=Path, required=True)
+    s.add_argument("--aliases", type=_optional_path, default=None)
+    s.add_argument("--top-k", type=int, default=20)
+    s.add_argument("--min-weight", type=float, default=0.1)
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=_cmd_go_graph)
+
+    s = sub.add_parser("fit-predict", help="fit one model on a split and write its predictions")
+    s.add_argument("--data-dir", type=Path, required=True)
+    s.add_argument("--split", type=Path, required=True)
+    s.add_argument("--model", required=True)
+    s.add_argument("--params", type=_json, default={})
+    s.add_argument("--go-graph", type=_optional_path, default=None)
+    s.add_argument("--go-table", type=_optional_path, default=None)
+    s.add_argument("--log-dir", type=Path, required=True)
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=_cmd_fit_predict)
+
+    s = sub.add_parser("evaluate", help="per-condition metrics of one prediction file")
+    s.add_argument("--data-dir", type=Path, required=True)
+    s.add_argument("--split", type=Path, required=True)
+    s.add_argument("--prediction", type=Path, required=True)
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=_cmd_evaluate)
+
+    s = sub.add_parser("summarize", help="subgroup summary with bootstrap CIs")
+    s.add_argument("--metrics", type=Path, nargs="+", required=True)
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--conditions-out", type=Path, required=True)
+    s.set_defaults(func=_cmd_summarize)
+
+    s = sub.add_parser("bench", help="run a benchmark and write its figures")
+    s.add_argument("name", choices=sorted(BENCHMARKS))
+    s.add_argument("--out-dir", type=Path, default=Path("results/bench"))
+    s.set_defaults(func=_cmd_bench)
+
+    s = sub.add_parser("report", help="render the HTML report")
+    s.add_argument("--results", type=Path, default=Path("results"))
+    s.add_argument("--config", type=_json, default={})
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=_cmd_report)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, KeyError, FileNotFoundError, ImportError) as err:
+        print(f"perturbench {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

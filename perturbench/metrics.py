@@ -1,0 +1,281 @@
+"""Per-condition metrics: pure functions of numpy arrays, registered once in :data:`METRICS`.
+
+Every metric takes one :class:`ConditionArrays` (the prediction and truth for one held-out
+condition plus the context some metrics need) and returns a float. Notation in the formulas:
+``p`` = predicted mean expression, ``t`` = true pseudobulk, ``c`` = control pseudobulk,
+``r`` = perturbation reference (mean of the training perturbation pseudobulks), ``S`` = a gene
+index set, ``corr`` = Pearson correlation (:func:`pearson_r`).
+
+Conventions (they differ from other benchmarks; see each docstring):
+
+- A Pearson correlation of a constant vector is **NaN**, not 0 (GEARS maps NaN to 0; cell-eval
+  lets scipy return NaN). The control baseline predicts ``p = c`` and so gets NaN for every
+  delta correlation; summaries skip NaN and report how many values they pooled.
+- Deltas are taken against the *true* control for prediction and truth alike (cell-eval takes
+  the predicted delta against the prediction's own control cells).
+- A metric over an empty gene set (a condition without DE genes) is NaN.
+
+This module imports nothing of perturbench.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+NAN = float("nan")
+
+
+class MetricInputError(ValueError):
+    """Invalid metric input; the message names the field and quotes the bad value."""
+
+
+@dataclass(frozen=True, eq=False)
+class ConditionArrays:
+    """Prediction and truth for one condition, validated at construction.
+
+    ``pred``, ``truth``, ``ctrl``, ``pert_ref``: shape (G,), finite. ``top1000``: gene indices of
+    the control's most expressed genes (non-empty). ``de20``: the condition's top-20 DE gene
+    indices (may be empty). ``de20_nondropout``: GEARS non-dropout top-20 indices, or None when
+    the dataset has none. ``all_truths``: (n_test, G) true pseudobulks of every test condition,
+    whose row ``index`` is ``truth``.
+    """
+
+    pred: np.ndarray
+    truth: np.ndarray
+    ctrl: np.ndarray
+    pert_ref: np.ndarray
+    top1000: np.ndarray
+    de20: np.ndarray
+    de20_nondropout: np.ndarray | None
+    all_truths: np.ndarray
+    index: int
+
+    def __post_init__(self) -> None:
+        n_genes = _vector("truth", self.truth, None).shape[0]
+        for name in ("pred", "truth", "ctrl", "pert_ref"):
+            object.__setattr__(self, name, _vector(name, getattr(self, name), n_genes))
+        object.__setattr__(self, "top1000", _indices("top1000", self.top1000, n_genes, empty_ok=False))
+        object.__setattr__(self, "de20", _indices("de20", self.de20, n_genes, empty_ok=True))
+        if self.de20_nondropout is not None:
+            nondrop = _indices("de20_nondropout", self.de20_nondropout, n_genes, empty_ok=True)
+            object.__setattr__(self, "de20_nondropout", nondrop)
+        object.__setattr__(self, "all_truths", self._checked_all_truths(n_genes))
+
+    def _checked_all_truths(self, n_genes: int) -> np.ndarray:
+        arr = np.asarray(self.all_truths, dtype=np.float64)
+        if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] != n_genes:
+            raise MetricInputError(
+                f"ConditionArrays.all_truths: shape {arr.shape} is not (n_test >= 1, {n_genes})"
+            )
+        if not np.all(np.isfinite(arr)):
+            raise MetricInputError("ConditionArrays.all_truths: contains NaN or inf")
+        if isinstance(self.index, bool) or not isinstance(self.index, int | np.integer):
+            raise MetricInputError(f"ConditionArrays.index: {self.index!r} is not an integer")
+        if not 0 <= self.index < arr.shape[0]:
+            raise MetricInputError(
+                f"ConditionArrays.index: {self.index} outside [0, {arr.shape[0]}) (rows of all_truths)"
+            )
+        if not np.array_equal(arr[self.index], self.truth):
+            raise MetricInputError(f"ConditionArrays.all_truths: row {self.index} (index) differs from truth")
+        return arr
+
+
+def _vector(name: str, value: np.ndarray, n_genes: int | None) -> np.ndarray:
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim != 1:
+        raise MetricInputError(f"ConditionArrays.{name}: expected shape (G,), got {arr.shape}")
+    if n_genes is not None and arr.shape[0] != n_genes:
+        raise MetricInputError(f"ConditionArrays.{name}: shape {arr.shape} != truth shape ({n_genes},)")
+    if not np.all(np.isfinite(arr)):
+        bad = np.flatnonzero(~np.isfinite(arr))[:5].tolist()
+        raise MetricInputError(f"ConditionArrays.{name}: NaN or inf at gene positions {bad}")
+    return arr
+
+
+def _indices(name: str, value: np.ndarray, n_genes: int, *, empty_ok: bool) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.size == 0:
+        if not empty_ok:
+            raise MetricInputError(f"ConditionArrays.{name}: empty gene index set")
+        return np.zeros(0, dtype=np.int64)
+    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+        raise MetricInputError(
+            f"ConditionArrays.{name}: expected a 1-D integer index array, got dtype {arr.dtype} shape {arr.shape}"
+        )
+    out = arr[(arr < 0) | (arr >= n_genes)]
+    if out.size:
+        raise MetricInputError(f"ConditionArrays.{name}: indices {out[:5].tolist()} outside [0, {n_genes})")
+    if np.unique(arr).size != arr.size:
+        raise MetricInputError(f"ConditionArrays.{name}: repeated gene indices")
+    return arr.astype(np.int64)
+
+
+def top_expressed(ctrl: np.ndarray, k: int = 1000) -> np.ndarray:
+    """Sorted indices of the ``k`` genes with the highest control expression.
+
+    All genes when there are at most ``k`` genes or ``ctrl`` is all zero (delta-only data,
+    where control expression is unknown). Ties at the cut-off go to the earlier gene.
+    """
+    ctrl = np.asarray(ctrl, dtype=np.float64)
+    if ctrl.size <= k or not np.any(ctrl):
+        return np.arange(ctrl.size)
+    return np.sort(np.argsort(-ctrl, kind="stable")[:k])
+
+
+def pearson_r(a: np.ndarray, b: np.ndarray) -> float:
+    """corr(a, b) = Σ(aᵢ−ā)(bᵢ−b̄) / √(Σ(aᵢ−ā)² · Σ(bᵢ−b̄)²).
+
+    NaN when there are fewer than 2 values or either vector is constant (checked exactly, so a
+    prediction equal to control gives NaN rather than a correlation of rounding noise).
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.size < 2 or np.all(a == a[0]) or np.all(b == b[0]):
+        return NAN
+    ac, bc = a - a.mean(), b - b.mean()
+    return float(np.clip(ac @ bc / np.sqrt((ac @ ac) * (bc @ bc)), -1.0, 1.0))
+
+
+def _mse_on(x: ConditionArrays, genes: np.ndarray | None) -> float:
+    if genes is None or genes.size == 0:
+        return NAN
+    return float(np.mean((x.pred[genes] - x.truth[genes]) ** 2))
+
+
+def _delta_corr_on(x: ConditionArrays, genes: np.ndarray, ref: np.ndarray) -> float:
+    return pearson_r(x.pred[genes] - ref[genes], x.truth[genes] - ref[genes])
+
+
+def mse(x: ConditionArrays) -> float:
+    """(1/G) Σ_g (p_g − t_g)², all genes."""
+    return float(np.mean((x.pred - x.truth) ** 2))
+
+
+def rmse(x: ConditionArrays) -> float:
+    """√((1/G) Σ_g (p_g − t_g)²), all genes."""
+    return float(np.sqrt(mse(x)))
+
+
+def l2_top1000(x: ConditionArrays) -> float:
+    """‖p_S − t_S‖₂ = √(Σ_{g∈S} (p_g − t_g)²), S = ``top1000`` (all genes for delta-only data)."""
+    d = x.pred[x.top1000] - x.truth[x.top1000]
+    return float(np.sqrt(d @ d))
+
+
+def pearson(x: ConditionArrays) -> float:
+    """corr(p, t) on expression (not deltas), all genes; NaN when p or t is constant."""
+    return pearson_r(x.pred, x.truth)
+
+
+def pearson_delta(x: ConditionArrays) -> float:
+    """corr(p − c, t − c), all genes; NaN when either delta is constant (e.g. p = c).
+
+    GEARS ``deeper_analysis`` 'pearson_delta' is the same formula with NaN mapped to 0.
+    """
+    return pearson_r(x.pred - x.ctrl, x.truth - x.ctrl)
+
+
+def pearson_delta_top1000(x: ConditionArrays) -> float:
+    """corr(p_S − c_S, t_S − c_S), S = ``top1000``."""
+    return _delta_corr_on(x, x.top1000, x.ctrl)
+
+
+def pearson_delta_de20(x: ConditionArrays) -> float:
+    """corr(p_S − c_S, t_S − c_S), S = the condition's top-20 DE genes; NaN when S is empty.
+
+    GEARS 'pearson_delta_de' is the same formula with NaN mapped to 0.
+    """
+    return _delta_corr_on(x, x.de20, x.ctrl)
+
+
+def mse_de20(x: ConditionArrays) -> float:
+    """(1/|S|) Σ_{g∈S} (p_g − t_g)², S = top-20 DE genes; NaN when S is empty (GEARS 'mse_de')."""
+    return _mse_on(x, x.de20)
+
+
+def mse_de20_nondropout(x: ConditionArrays) -> float:
+    """(1/|S|) Σ_{g∈S} (p_g − t_g)², S = GEARS non-dropout top-20 DE genes.
+
+    NaN when the dataset has no non-dropout DE genes (pseudobulk-only data) or S is empty.
+    Equals GEARS 'mse_top20_de_non_dropout' (computed there on deltas; c cancels).
+    """
+    return _mse_on(x, x.de20_nondropout)
+
+
+def direction_de20(x: ConditionArrays) -> float:
+    """(1/|S|) Σ_{g∈S} 1[sign(p_g − c_g) = sign(t_g − c_g)], S = top-20 DE genes; NaN when empty.
+
+    sign(0) = 0, so "no change" agrees only with "no change" (as GEARS
+    'frac_correct_direction_20', which divides by 20 rather than |S|).
+    """
+    if x.de20.size == 0:
+        return NAN
+    g = x.de20
+    return float(np.mean(np.sign(x.pred[g] - x.ctrl[g]) == np.sign(x.truth[g] - x.ctrl[g])))
+
+
+def pearson_delta_pertref(x: ConditionArrays) -> float:
+    """corr(p − r, t − r), all genes, r = mean of the training perturbation pseudobulks.
+
+    Systema's convention: deltas against the average perturbed state remove the generic
+    perturbation response that every perturbation shares. NaN when p = r (the mean baseline).
+    """
+    return pearson_r(x.pred - x.pert_ref, x.truth - x.pert_ref)
+
+
+def rank_score(x: ConditionArrays) -> float:
+    """#{j ≠ i : ‖T_j − p‖₂ ≤ ‖T_i − p‖₂} / (n − 1), T = ``all_truths``, i = ``index``.
+
+    The rank of the true condition among all test truths ordered by distance to the
+    prediction: 0 when the truth is the nearest, ≈0.5 for a random prediction, 1 when it is the
+    farthest. Ties count against the prediction (a prediction equally close to every truth
+    scores 1). Defined as 0 when n = 1 (nothing to confuse it with). cell-eval's
+    'discrimination_score' is 1 − rank/n on control-subtracted L1 distances (higher is better).
+    """
+    n_test = x.all_truths.shape[0]
+    if n_test == 1:
+        return 0.0
+    dist = np.sqrt(np.sum((x.all_truths - x.pred) ** 2, axis=1))
+    others = np.delete(dist, x.index)
+    return float(np.sum(others <= dist[x.index]) / (n_test - 1))
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A registered metric: ``fn`` maps one :class:`ConditionArrays` to a float."""
+
+    name: str
+    description: str
+    direction: Literal["higher", "lower"]
+    fn: Callable[[ConditionArrays], float]
+    needs_cells: bool = False
+
+
+_REGISTERED = (
+    Metric("l2_top1000", "L2 distance to truth over the 1,000 genes most expressed in control", "lower", l2_top1000),
+    Metric("rmse", "root mean squared error over all genes", "lower", rmse),
+    Metric("mse", "mean squared error over all genes", "lower", mse),
+    Metric("pearson", "Pearson correlation of predicted and true expression, all genes", "higher", pearson),
+    Metric("pearson_delta", "Pearson correlation of predicted and true change from control, all genes", "higher", pearson_delta),
+    Metric("pearson_delta_top1000", "Pearson correlation of change from control, top-1,000 control genes", "higher", pearson_delta_top1000),
+    Metric("pearson_delta_de20", "Pearson correlation of change from control, top-20 DE genes", "higher", pearson_delta_de20),
+    Metric("mse_de20", "mean squared error over the top-20 DE genes", "lower", mse_de20),
+    Metric("mse_de20_nondropout", "mean squared error over the GEARS non-dropout top-20 DE genes", "lower", mse_de20_nondropout),
+    Metric("direction_de20", "fraction of top-20 DE genes whose direction of change is predicted", "higher", direction_de20),
+    Metric("pearson_delta_pertref", "Pearson correlation of change from the mean training perturbation", "higher", pearson_delta_pertref),
+    Metric("rank_score", "normalized rank of the true condition among test truths by distance to the prediction", "lower", rank_score),
+)
+METRICS: dict[str, Metric] = {m.name: m for m in _REGISTERED}
+
+
+def compute_metrics(x: ConditionArrays, names: list[str] | None = None) -> dict[str, float]:
+    """Metric name → value for ``names`` (all registered metrics when None)."""
+    names = list(METRICS) if names is None else names
+    unknown = [n for n in names if n not in METRICS]
+    if unknown:
+        raise KeyError(f"unknown metric(s) {unknown}; registered: {sorted(METRICS)}")
+    return {n: METRICS[n].fn(x) for n in names}

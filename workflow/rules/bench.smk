@@ -1,0 +1,22 @@
+BENCHMARKS = ["baselines_speed", "mamba_cost", "prepare_scale", "gears_vs_mamba"]
+
+
+rule bench:
+    output:
+        report("results/bench/{name}.tsv", caption="../report/bench.rst", category="Cost"),
+    wildcard_constraints:
+        name="|".join(BENCHMARKS),
+    log:
+        "results/logs/bench/{name}.log",
+    benchmark:
+        "results/benchmarks/bench/{name}.tsv"
+    threads: 2
+    resources:
+        mem_mb=12000,
+    shell:
+        "OMP_NUM_THREADS={threads} perturbench bench {wildcards.name} --out-dir results/bench 2> {log:q}"
+
+
+rule bench_all:
+    input:
+        expand("results/bench/{name}.tsv", name=BENCHMARKS),

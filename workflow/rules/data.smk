@@ -1,0 +1,117 @@
+rule download:
+    output:
+        "results/downloads/{remote}.archive",
+    params:
+        url=lambda w: remote_url(w.remote),
+        sha256=lambda w: remote_sha256(w.remote),
+    log:
+        "results/logs/download/{remote}.log",
+    benchmark:
+        "results/benchmarks/download/{remote}.tsv"
+    shell:
+        "perturbench download --url {params.url:q} --sha256 {params.sha256:q} --out {output:q} 2> {log:q}"
+
+
+rule download_gene2go:
+    output:
+        "results/downloads/gene2go_all.pkl",
+    params:
+        url=lambda w: remote_url("gene2go"),
+        sha256=config["go"].get("sha256") or "",
+    log:
+        "results/logs/download/gene2go.log",
+    benchmark:
+        "results/benchmarks/download/gene2go.tsv"
+    shell:
+        "perturbench download --url {params.url:q} --sha256 {params.sha256:q} --out {output:q} 2> {log:q}"
+
+
+rule simulate:
+    output:
+        data="results/{dataset}/raw/perturb_processed.h5ad",
+        go="results/{dataset}/raw/gene2go.tsv.gz",
+    params:
+        preset=lambda w: config["datasets"][w.dataset].get("preset", "demo"),
+        params=lambda w: json.dumps(config["datasets"][w.dataset].get("params", {})),
+    log:
+        "results/logs/{dataset}/simulate.log",
+    benchmark:
+        "results/benchmarks/{dataset}/simulate.tsv"
+    shell:
+        "perturbench simulate --preset {params.preset:q} --params {params.params:q} "
+        "--out {output.data:q} --go-out {output.go:q} 2> {log:q}"
+
+
+rule prepare_dataset:
+    input:
+        source_inputs,
+    output:
+        pseudobulk="results/{dataset}/prepared/pseudobulk.h5ad",
+        cells="results/{dataset}/prepared/cells.h5ad",
+    params:
+        spec=lambda w: spec_json(w.dataset),
+    log:
+        "results/logs/{dataset}/prepare.log",
+    benchmark:
+        "results/benchmarks/{dataset}/prepare.tsv"
+    resources:
+        mem_mb=8000,
+    shell:
+        "perturbench prepare --name {wildcards.dataset} --spec {params.spec:q} "
+        "--inputs {input:q} --out-dir results/{wildcards.dataset}/prepared 2> {log:q}"
+
+
+rule featureset:
+    input:
+        rules.prepare_dataset.output,
+    output:
+        pseudobulk=report(
+            "results/{dataset}/{featureset}/pseudobulk.h5ad",
+            caption="../report/pseudobulk.rst",
+            category="Data",
+        ),
+        cells="results/{dataset}/{featureset}/cells.h5ad",
+        record="results/{dataset}/{featureset}/featureset.json",
+    log:
+        "results/logs/{dataset}/{featureset}/featureset.log",
+    benchmark:
+        "results/benchmarks/{dataset}/{featureset}/featureset.tsv"
+    shell:
+        "perturbench featureset --in-dir results/{wildcards.dataset}/prepared "
+        "--featureset {wildcards.featureset} --out-dir results/{wildcards.dataset}/{wildcards.featureset} 2> {log:q}"
+
+
+rule split:
+    input:
+        "results/{dataset}/prepared/pseudobulk.h5ad",
+    output:
+        "results/{dataset}/splits/seed{seed}.json",
+    params:
+        split=json.dumps(config.get("split", {})),
+    log:
+        "results/logs/{dataset}/split_seed{seed}.log",
+    benchmark:
+        "results/benchmarks/{dataset}/split_seed{seed}.tsv"
+    shell:
+        "perturbench split --data-dir results/{wildcards.dataset}/prepared --dataset {wildcards.dataset} "
+        "--seed {wildcards.seed} --params {params.split:q} --out {output:q} 2> {log:q}"
+
+
+rule go_graph:
+    input:
+        data="results/{dataset}/prepared/pseudobulk.h5ad",
+        table=lambda w: go_table(w.dataset),
+    output:
+        "results/{dataset}/go_graph.npz",
+    params:
+        aliases=config["go"].get("aliases") or "",
+        top_k=config["go"].get("top_k", 20),
+        min_weight=config["go"].get("min_weight", 0.1),
+    log:
+        "results/logs/{dataset}/go_graph.log",
+    benchmark:
+        "results/benchmarks/{dataset}/go_graph.tsv"
+    shell:
+        "perturbench go-graph --data-dir results/{wildcards.dataset}/prepared --gene2go {input.table:q} "
+        "--aliases {params.aliases:q} --top-k {params.top_k} --min-weight {params.min_weight} "
+        "--out {output:q} 2> {log:q}"

@@ -1,0 +1,33 @@
+rule evaluate:
+    input:
+        data="results/{dataset}/{featureset}/pseudobulk.h5ad",
+        split="results/{dataset}/splits/seed{seed}.json",
+        prediction="results/{dataset}/{featureset}/seed{seed}/predictions/{model}.h5ad",
+    output:
+        "results/{dataset}/{featureset}/seed{seed}/metrics/{model}.tsv",
+    log:
+        "results/logs/{dataset}/{featureset}/seed{seed}/evaluate_{model}.log",
+    benchmark:
+        "results/benchmarks/{dataset}/{featureset}/seed{seed}/evaluate_{model}.tsv"
+    shell:
+        "perturbench evaluate --data-dir results/{wildcards.dataset}/{wildcards.featureset} "
+        "--split {input.split:q} --prediction {input.prediction:q} --out {output:q} 2> {log:q}"
+
+
+rule summarize:
+    input:
+        lambda w: metrics_files(w.dataset),
+    output:
+        summary=report(
+            "results/{dataset}/summary.tsv",
+            caption="../report/summary.rst",
+            category="Results",
+        ),
+        conditions="results/{dataset}/conditions.tsv",
+    log:
+        "results/logs/{dataset}/summarize.log",
+    benchmark:
+        "results/benchmarks/{dataset}/summarize.tsv"
+    shell:
+        "perturbench summarize --metrics {input:q} --out {output.summary:q} "
+        "--conditions-out {output.conditions:q} 2> {log:q}"

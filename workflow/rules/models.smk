@@ -1,0 +1,64 @@
+FIT_INPUTS = dict(
+    data="results/{dataset}/{featureset}/pseudobulk.h5ad",
+    cells="results/{dataset}/{featureset}/cells.h5ad",
+    split="results/{dataset}/splits/seed{seed}.json",
+    go_graph="results/{dataset}/go_graph.npz",
+)
+FIT_SHELL = (
+    "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} perturbench fit-predict "
+    "--data-dir results/{wildcards.dataset}/{wildcards.featureset} --split {input.split:q} "
+    "--model {wildcards.model} --params {params.run:q} --go-graph {input.go_graph:q} "
+    "--go-table {params.go_table:q} --log-dir {params.log_dir:q} --device {params.device} "
+    "--out {output.prediction:q} 2> {log:q}"
+)
+FIT_PARAMS = dict(
+    run=lambda w: run_json(w.model),
+    go_table=lambda w: go_table(w.dataset),
+    log_dir=lambda w: f"results/{w.dataset}/{w.featureset}/seed{w.seed}/models/{w.model}",
+    device=config.get("device", "cpu"),
+)
+
+
+rule fit_predict:
+    input:
+        **FIT_INPUTS,
+    output:
+        prediction="results/{dataset}/{featureset}/seed{seed}/predictions/{model}.h5ad",
+    params:
+        **FIT_PARAMS,
+    wildcard_constraints:
+        model="|".join(OTHER_RUNS),
+    log:
+        "results/logs/{dataset}/{featureset}/seed{seed}/fit_{model}.log",
+    benchmark:
+        "results/benchmarks/{dataset}/{featureset}/seed{seed}/fit_{model}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+    shell:
+        FIT_SHELL
+
+
+rule fit_predict_mamba:
+    input:
+        **FIT_INPUTS,
+    output:
+        prediction="results/{dataset}/{featureset}/seed{seed}/predictions/{model}.h5ad",
+        curves=report(
+            "results/{dataset}/{featureset}/seed{seed}/models/{model}/loss_curves.tsv",
+            caption="../report/loss_curves.rst",
+            category="Training",
+        ),
+    params:
+        **FIT_PARAMS,
+    wildcard_constraints:
+        model="|".join(MAMBA_RUNS),
+    log:
+        "results/logs/{dataset}/{featureset}/seed{seed}/fit_{model}.log",
+    benchmark:
+        "results/benchmarks/{dataset}/{featureset}/seed{seed}/fit_{model}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+    shell:
+        FIT_SHELL
