@@ -7,7 +7,10 @@ from snakemake.utils import min_version, validate
 min_version("8.20")
 
 
-configfile: "workflow/config/demo.yaml"
+# The full benchmark by default; `--configfile` replaces it (Snakemake would otherwise merge both).
+if not config:
+
+    configfile: "workflow/config/config.yaml"
 
 
 validate(config, "workflow/config/schema.yaml")
@@ -25,6 +28,6 @@ include: "workflow/rules/bench.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_outputs(),
-    default_target: True

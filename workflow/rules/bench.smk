@@ -3,13 +3,17 @@ BENCHMARKS = ["baselines_speed", "mamba_cost", "prepare_scale", "gears_vs_mamba"
 
 rule bench:
     output:
-        report("results/bench/{name}.tsv", caption="../report/bench.rst", category="Cost"),
-    wildcard_constraints:
-        name="|".join(BENCHMARKS),
+        report(
+            "results/bench/{name}.tsv", caption="../report/bench.rst", category="Cost"
+        ),
     log:
         "results/logs/bench/{name}.log",
     benchmark:
         "results/benchmarks/bench/{name}.tsv"
+    wildcard_constraints:
+        name="|".join(BENCHMARKS),
+    conda:
+        "../envs/perturbench.yaml"
     threads: 2
     resources:
         mem_mb=12000,

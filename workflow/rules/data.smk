@@ -1,13 +1,15 @@
 rule download:
     output:
         "results/downloads/{remote}.archive",
-    params:
-        url=lambda w: remote_url(w.remote),
-        sha256=lambda w: remote_sha256(w.remote),
     log:
         "results/logs/download/{remote}.log",
     benchmark:
         "results/benchmarks/download/{remote}.tsv"
+    conda:
+        "../envs/perturbench.yaml"
+    params:
+        url=lambda w: remote_url(w.remote),
+        sha256=lambda w: remote_sha256(w.remote),
     shell:
         "perturbench download --url {params.url:q} --sha256 {params.sha256:q} --out {output:q} 2> {log:q}"
 
@@ -15,13 +17,15 @@ rule download:
 rule download_gene2go:
     output:
         "results/downloads/gene2go_all.pkl",
-    params:
-        url=lambda w: remote_url("gene2go"),
-        sha256=config["go"].get("sha256") or "",
     log:
         "results/logs/download/gene2go.log",
     benchmark:
         "results/benchmarks/download/gene2go.tsv"
+    conda:
+        "../envs/perturbench.yaml"
+    params:
+        url=lambda w: remote_url("gene2go"),
+        sha256=config["go"].get("sha256") or "",
     shell:
         "perturbench download --url {params.url:q} --sha256 {params.sha256:q} --out {output:q} 2> {log:q}"
 
@@ -30,13 +34,15 @@ rule simulate:
     output:
         data="results/{dataset}/raw/perturb_processed.h5ad",
         go="results/{dataset}/raw/gene2go.tsv.gz",
-    params:
-        preset=lambda w: config["datasets"][w.dataset].get("preset", "demo"),
-        params=lambda w: json.dumps(config["datasets"][w.dataset].get("params", {})),
     log:
         "results/logs/{dataset}/simulate.log",
     benchmark:
         "results/benchmarks/{dataset}/simulate.tsv"
+    conda:
+        "../envs/perturbench.yaml"
+    params:
+        preset=lambda w: config["datasets"][w.dataset].get("preset", "demo"),
+        params=lambda w: json.dumps(config["datasets"][w.dataset].get("params", {})),
     shell:
         "perturbench simulate --preset {params.preset:q} --params {params.params:q} "
         "--out {output.data:q} --go-out {output.go:q} 2> {log:q}"
@@ -48,14 +54,16 @@ rule prepare_dataset:
     output:
         pseudobulk="results/{dataset}/prepared/pseudobulk.h5ad",
         cells="results/{dataset}/prepared/cells.h5ad",
-    params:
-        spec=lambda w: spec_json(w.dataset),
     log:
         "results/logs/{dataset}/prepare.log",
     benchmark:
         "results/benchmarks/{dataset}/prepare.tsv"
+    conda:
+        "../envs/perturbench.yaml"
     resources:
         mem_mb=8000,
+    params:
+        spec=lambda w: spec_json(w.dataset),
     shell:
         "perturbench prepare --name {wildcards.dataset} --spec {params.spec:q} "
         "--inputs {input:q} --out-dir results/{wildcards.dataset}/prepared 2> {log:q}"
@@ -76,6 +84,8 @@ rule featureset:
         "results/logs/{dataset}/{featureset}/featureset.log",
     benchmark:
         "results/benchmarks/{dataset}/{featureset}/featureset.tsv"
+    conda:
+        "../envs/perturbench.yaml"
     shell:
         "perturbench featureset --in-dir results/{wildcards.dataset}/prepared "
         "--featureset {wildcards.featureset} --out-dir results/{wildcards.dataset}/{wildcards.featureset} 2> {log:q}"
@@ -86,12 +96,14 @@ rule split:
         "results/{dataset}/prepared/pseudobulk.h5ad",
     output:
         "results/{dataset}/splits/seed{seed}.json",
-    params:
-        split=json.dumps(config.get("split", {})),
     log:
         "results/logs/{dataset}/split_seed{seed}.log",
     benchmark:
         "results/benchmarks/{dataset}/split_seed{seed}.tsv"
+    conda:
+        "../envs/perturbench.yaml"
+    params:
+        split=json.dumps(config.get("split", {})),
     shell:
         "perturbench split --data-dir results/{wildcards.dataset}/prepared --dataset {wildcards.dataset} "
         "--seed {wildcards.seed} --params {params.split:q} --out {output:q} 2> {log:q}"
@@ -103,14 +115,16 @@ rule go_graph:
         table=lambda w: go_table(w.dataset),
     output:
         "results/{dataset}/go_graph.npz",
-    params:
-        aliases=config["go"].get("aliases") or "",
-        top_k=config["go"].get("top_k", 20),
-        min_weight=config["go"].get("min_weight", 0.1),
     log:
         "results/logs/{dataset}/go_graph.log",
     benchmark:
         "results/benchmarks/{dataset}/go_graph.tsv"
+    conda:
+        "../envs/perturbench.yaml"
+    params:
+        aliases=config["go"].get("aliases") or "",
+        top_k=config["go"].get("top_k", 20),
+        min_weight=config["go"].get("min_weight", 0.1),
     shell:
         "perturbench go-graph --data-dir results/{wildcards.dataset}/prepared --gene2go {input.table:q} "
         "--aliases {params.aliases:q} --top-k {params.top_k} --min-weight {params.min_weight} "

@@ -9,6 +9,8 @@ rule evaluate:
         "results/logs/{dataset}/{featureset}/seed{seed}/evaluate_{model}.log",
     benchmark:
         "results/benchmarks/{dataset}/{featureset}/seed{seed}/evaluate_{model}.tsv"
+    conda:
+        "../envs/perturbench.yaml"
     shell:
         "perturbench evaluate --data-dir results/{wildcards.dataset}/{wildcards.featureset} "
         "--split {input.split:q} --prediction {input.prediction:q} --out {output:q} 2> {log:q}"
@@ -28,6 +30,8 @@ rule summarize:
         "results/logs/{dataset}/summarize.log",
     benchmark:
         "results/benchmarks/{dataset}/summarize.tsv"
+    conda:
+        "../envs/perturbench.yaml"
     shell:
         "perturbench summarize --metrics {input:q} --out {output.summary:q} "
         "--conditions-out {output.conditions:q} 2> {log:q}"

@@ -24,17 +24,19 @@ rule fit_predict:
         **FIT_INPUTS,
     output:
         prediction="results/{dataset}/{featureset}/seed{seed}/predictions/{model}.h5ad",
-    params:
-        **FIT_PARAMS,
-    wildcard_constraints:
-        model="|".join(OTHER_RUNS),
     log:
         "results/logs/{dataset}/{featureset}/seed{seed}/fit_{model}.log",
     benchmark:
         "results/benchmarks/{dataset}/{featureset}/seed{seed}/fit_{model}.tsv"
+    wildcard_constraints:
+        model="|".join(OTHER_RUNS),
+    conda:
+        "../envs/perturbench.yaml"
     threads: 2
     resources:
         mem_mb=4000,
+    params:
+        **FIT_PARAMS,
     shell:
         FIT_SHELL
 
@@ -49,16 +51,18 @@ rule fit_predict_mamba:
             caption="../report/loss_curves.rst",
             category="Training",
         ),
-    params:
-        **FIT_PARAMS,
-    wildcard_constraints:
-        model="|".join(MAMBA_RUNS),
     log:
         "results/logs/{dataset}/{featureset}/seed{seed}/fit_{model}.log",
     benchmark:
         "results/benchmarks/{dataset}/{featureset}/seed{seed}/fit_{model}.tsv"
+    wildcard_constraints:
+        model="|".join(MAMBA_RUNS),
+    conda:
+        "../envs/perturbench.yaml"
     threads: 2
     resources:
         mem_mb=8000,
+    params:
+        **FIT_PARAMS,
     shell:
         FIT_SHELL

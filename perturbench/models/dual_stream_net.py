@@ -1,0 +1,242 @@
+"""The dual-stream Mamba network (Li & Liu, "Predicting Multigene Transcriptional Outcomes Based on
+Dual-Stream Mamba Neural Network") as a tree of ``nn.Module``s, every one built in ``__init__``.
+
+- Data stream: graph convolutions (co-expression graph) over per-gene input features
+  ``[control expression, prior change]`` → VAE (gene-pooled encoder, reparameterised latent ``z``,
+  decoder back to genes); its KL term enters the loss.
+- Knowledge stream: learnable gene embeddings propagated over the co-expression graph and
+  perturbation embeddings propagated over the GO graph (torch-geometric ``GCNConv``); the summed
+  embeddings of the perturbed genes are mapped and added to every gene token (GEARS-style), the
+  perturbed genes' own tokens get a learned flag; genes, in a fixed order, are grouped into a
+  power-of-two number of tokens for a bidirectional Mamba encoder.
+- Fusion (gate or cross-attention) → per-gene heads for the change ``μ`` (added to the prior
+  change computed from training data) and the log-variance ``log σ²`` (Kendall & Gal 2017).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn import GCNConv
+
+from perturbench.models.scan import BiMambaEncoder, MambaStreamConfig, ScanBackend
+
+
+@dataclass
+class DualStreamConfig:
+    """Hyper-parameters (paper symbols in comments). Seed and device come from ``FitContext``."""
+
+    # knowledge stream: Mamba encoder over the gene sequence (Gu & Dao 2023 symbols)
+    d_model: int = 16  # D: Mamba token width
+    d_state: int = 16  # N: SSM state size; the paper's ablation compares {4, 16, 128}
+    d_conv: int = 4  # causal depthwise convolution width inside each Mamba block
+    expand: int = 2  # E: inner width ED = E·D
+    n_layers: int = 1  # Mamba blocks per direction
+    bidirectional: bool = True  # forward + reversed scan, summed
+    n_tokens: int = 256  # L: genes are grouped into L tokens (a power of two; the parallel scan pads to one)
+    gene_order: Literal["spectral", "dataset"] = "spectral"  # Fiedler order of the co-expression graph, or as given
+    scan_backend: ScanBackend = "auto"  # selective-scan backend (perturbench.models.scan)
+    # graphs and embeddings
+    d_embed: int = 8  # width of gene / perturbation embeddings and GCN features
+    gnn_layers: int = 1  # GCNConv layers per graph
+    coexpr_top_k: int = 20  # neighbours per gene in the co-expression graph
+    coexpr_min_abs_corr: float = 0.3  # |Pearson r| threshold of a co-expression edge
+    # data stream: VAE
+    latent_dim: int = 8  # dim of z
+    latent_tokens: int = 4  # K: genes are pooled into K learned mixtures before the encoder
+    # fusion and output
+    fusion: Literal["gate", "cross_attention"] = "gate"
+    prior_dropout: float = 0.5  # training: chance a seen target's single effect is hidden from the prior
+    # loss: w_mse·mean|y−μ|^(2+γ) + w_kl·KL + w_nll·mean(½ log σ² + (y−μ)²/(2σ²))
+    w_mse: float = 1.0
+    autofocus_gamma: float = 0.0  # γ of GEARS' autofocus loss; 0 gives the plain MSE
+    w_kl: float = 1e-3
+    w_nll: float = 0.1
+    # optimisation: Adam + ReduceLROnPlateau + early stopping on validation loss
+    lr: float = 1e-3
+    betas: tuple[float, float] = field(default=(0.9, 0.999))
+    weight_decay: float = 5e-4
+    lr_factor: float = 0.5  # ReduceLROnPlateau factor
+    lr_patience: int = 2  # epochs without improvement before the learning rate is cut
+    epochs: int = 20
+    patience: int = 5  # early stopping: epochs without validation improvement
+    batch_size: int = 8
+    cells_per_epoch: int = 2048  # cell-level training: (control cell, perturbed cell) pairs per epoch
+
+    def __post_init__(self) -> None:
+        if self.n_tokens < 1 or self.n_tokens & (self.n_tokens - 1):
+            raise ValueError(f"DualStreamConfig.n_tokens must be a power of two, got {self.n_tokens!r}")
+        if self.gene_order not in ("spectral", "dataset"):
+            raise ValueError(f"DualStreamConfig.gene_order must be 'spectral' or 'dataset', got {self.gene_order!r}")
+        if self.fusion not in ("gate", "cross_attention"):
+            raise ValueError(f"DualStreamConfig.fusion must be 'gate' or 'cross_attention', got {self.fusion!r}")
+        if not 0.0 <= self.prior_dropout <= 1.0:
+            raise ValueError(f"DualStreamConfig.prior_dropout must be in [0, 1], got {self.prior_dropout!r}")
+        self.betas = (float(self.betas[0]), float(self.betas[1]))
+
+    def mamba(self) -> MambaStreamConfig:
+        return MambaStreamConfig(
+            d_model=self.d_model,
+            n_layers=self.n_layers,
+            d_state=self.d_state,
+            d_conv=self.d_conv,
+            expand=self.expand,
+            bidirectional=self.bidirectional,
+            backend=self.scan_backend,
+        )
+
+
+@dataclass(frozen=True)
+class NetGraphs:
+    """Fixed inputs of the network: graphs (edge_index (2, E), edge_weight (E,)) and the gene order."""
+
+    n_genes: int
+    n_vocab: int  # perturbation vocabulary (all target genes known at fit time)
+    gene_edges: Tensor
+    gene_weight: Tensor
+    pert_edges: Tensor
+    pert_weight: Tensor
+    order: Tensor  # (n_genes,) permutation: token sequence position → gene index
+
+
+@dataclass
+class NetInput:
+    """One batch. ``pert``/``hidden`` are multi-hot over the vocabulary: all targets, and the
+    targets whose single effect is *not* in ``prior``; the flags mark the same for measured genes."""
+
+    x: Tensor  # (B, G) input expression (a control cell, the control pseudobulk, or zeros)
+    prior: Tensor  # (B, G) prior change from training data
+    pert: Tensor  # (B, V)
+    hidden: Tensor  # (B, V)
+    target_flag: Tensor  # (B, G)
+    hidden_flag: Tensor  # (B, G)
+
+
+def _gcn_stack(n_in: int, width: int, n_layers: int) -> nn.ModuleList:
+    return nn.ModuleList(GCNConv(n_in if i == 0 else width, width) for i in range(max(n_layers, 1)))
+
+
+def _propagate(convs: nn.ModuleList, h: Tensor, edges: Tensor, weight: Tensor) -> Tensor:
+    for i, conv in enumerate(convs):
+        out = torch.relu(conv(h, edges, weight))  # (..., nodes, width)
+        h = out if i == 0 and out.shape[-1] != h.shape[-1] else h + out
+    return h
+
+
+class DataStream(nn.Module):
+    """GCN embedding of the per-gene inputs → VAE; returns decoded per-gene features, latent tokens, KL."""
+
+    def __init__(self, config: DualStreamConfig, n_genes: int):
+        super().__init__()
+        e, k, z = config.d_embed, config.latent_tokens, config.latent_dim
+        self.convs = _gcn_stack(2, e, config.gnn_layers)
+        self.pool = nn.Parameter(torch.randn(n_genes, k) / math.sqrt(n_genes))
+        self.encoder = nn.Sequential(nn.Linear(k * e, 2 * z), nn.ReLU(), nn.Linear(2 * z, 2 * z))
+        self.decoder = nn.Sequential(nn.Linear(z, k * e), nn.ReLU(), nn.Linear(k * e, k * e))
+        self.unpool = nn.Parameter(torch.randn(n_genes, k) / math.sqrt(k))
+        self.k, self.e = k, e
+
+    def forward(self, inp: NetInput, graphs: NetGraphs) -> tuple[Tensor, Tensor, Tensor]:
+        feats = torch.stack([inp.x, inp.prior], dim=-1)  # (B, G, 2)
+        h = _propagate(self.convs, feats, graphs.gene_edges, graphs.gene_weight)  # (B, G, e)
+        pooled = torch.einsum("bge,gk->bke", h, self.pool)  # (B, K, e)
+        mu, logvar = self.encoder(pooled.flatten(1)).chunk(2, dim=-1)  # (B, z), (B, z)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu  # (B, z)
+        tokens = self.decoder(z).view(-1, self.k, self.e)  # (B, K, e)
+        per_gene = torch.einsum("bke,gk->bge", tokens, self.unpool)  # (B, G, e)
+        kl = -0.5 * torch.mean(torch.sum(1 + logvar - mu**2 - logvar.exp(), dim=-1))  # ()
+        return per_gene, tokens, kl
+
+
+class KnowledgeStream(nn.Module):
+    """Graph-propagated gene and perturbation embeddings → injected gene tokens → bidirectional Mamba."""
+
+    def __init__(self, config: DualStreamConfig, graphs: NetGraphs):
+        super().__init__()
+        e = config.d_embed
+        self.n_tokens = min(config.n_tokens, 1 << max(graphs.n_genes - 1, 0).bit_length())
+        self.per_token = math.ceil(graphs.n_genes / self.n_tokens)  # genes per token
+        self.gene_table = nn.Parameter(0.1 * torch.randn(graphs.n_genes, e))
+        self.pert_table = nn.Parameter(0.1 * torch.randn(graphs.n_vocab, e))
+        self.gene_convs = _gcn_stack(e, e, config.gnn_layers)
+        self.pert_convs = _gcn_stack(e, e, config.gnn_layers)
+        self.inject = nn.Sequential(nn.Linear(2 * e, e), nn.ReLU(), nn.Linear(e, e))
+        self.flags = nn.Parameter(0.1 * torch.randn(2, e))  # target gene, target hidden from the prior
+        self.tokenize = nn.Linear(self.per_token * e, config.d_model)
+        self.encoder = BiMambaEncoder(config.mamba())
+        self.detokenize = nn.Linear(config.d_model, self.per_token * e)
+
+    def forward(self, inp: NetInput, graphs: NetGraphs) -> Tensor:
+        genes = _propagate(self.gene_convs, self.gene_table, graphs.gene_edges, graphs.gene_weight)  # (G, e)
+        perts = _propagate(self.pert_convs, self.pert_table, graphs.pert_edges, graphs.pert_weight)  # (V, e)
+        p = torch.cat([inp.pert @ perts, inp.hidden @ perts], dim=-1)  # (B, 2e)
+        flags = torch.stack([inp.target_flag, inp.hidden_flag], dim=-1) @ self.flags  # (B, G, e)
+        h = genes + self.inject(p)[:, None, :] + flags  # (B, G, e)
+        return h + self._mamba(h, graphs.order)  # (B, G, e)
+
+    def _mamba(self, h: Tensor, order: Tensor) -> Tensor:
+        b, g, e = h.shape
+        pad = self.n_tokens * self.per_token - g
+        seq = nn.functional.pad(h[:, order], (0, 0, 0, pad))  # (B, L·g', e), genes in sequence order
+        tokens = self.tokenize(seq.reshape(b, self.n_tokens, self.per_token * e))  # (B, L, D)
+        out = self.detokenize(self.encoder(tokens)).reshape(b, -1, e)[:, :g]  # (B, G, e) in sequence order
+        return torch.empty_like(out).index_copy_(1, order, out)  # (B, G, e) in gene order
+
+
+class GateFusion(nn.Module):
+    """``f = s ⊙ k + (1 − s) ⊙ d`` with ``s = σ(W[k; d] + b)`` per gene."""
+
+    def __init__(self, config: DualStreamConfig):
+        super().__init__()
+        self.gate = nn.Linear(2 * config.d_embed, config.d_embed)
+
+    def forward(self, know: Tensor, data_genes: Tensor, data_tokens: Tensor) -> Tensor:
+        s = torch.sigmoid(self.gate(torch.cat([know, data_genes], dim=-1)))  # (B, G, e)
+        return s * know + (1 - s) * data_genes  # (B, G, e)
+
+
+class CrossAttentionFusion(nn.Module):
+    """Gene tokens of the knowledge stream attend to the K latent tokens of the data stream."""
+
+    def __init__(self, config: DualStreamConfig):
+        super().__init__()
+        self.attend = nn.MultiheadAttention(config.d_embed, num_heads=1, batch_first=True)
+        self.norm = nn.LayerNorm(config.d_embed)
+
+    def forward(self, know: Tensor, data_genes: Tensor, data_tokens: Tensor) -> Tensor:
+        mixed, _ = self.attend(know, data_tokens, data_tokens, need_weights=False)  # (B, G, e)
+        return self.norm(know + mixed)  # (B, G, e)
+
+
+_GRAPH_TENSORS = ("gene_edges", "gene_weight", "pert_edges", "pert_weight", "order")
+
+
+class DualStreamNet(nn.Module):
+    """``forward(inp) -> (μ (B, G), log σ² (B, G), KL ())``; μ is the predicted change."""
+
+    def __init__(self, config: DualStreamConfig, graphs: NetGraphs):
+        super().__init__()
+        self.n_genes, self.n_vocab = graphs.n_genes, graphs.n_vocab
+        for name in _GRAPH_TENSORS:
+            self.register_buffer(name, getattr(graphs, name))
+        self.data = DataStream(config, graphs.n_genes)
+        self.knowledge = KnowledgeStream(config, graphs)
+        self.fusion = GateFusion(config) if config.fusion == "gate" else CrossAttentionFusion(config)
+        g, e = graphs.n_genes, config.d_embed
+        self.head_weight = nn.Parameter(torch.randn(2, g, e) / math.sqrt(e))  # μ and log σ² readouts per gene
+        self.head_bias = nn.Parameter(torch.zeros(2, g))
+
+    def _graphs(self) -> NetGraphs:
+        return NetGraphs(self.n_genes, self.n_vocab, *(getattr(self, n) for n in _GRAPH_TENSORS))
+
+    def forward(self, inp: NetInput) -> tuple[Tensor, Tensor, Tensor]:
+        graphs = self._graphs()
+        data_genes, data_tokens, kl = self.data(inp, graphs)  # (B, G, e), (B, K, e), ()
+        know = self.knowledge(inp, graphs)  # (B, G, e)
+        fused = self.fusion(know, data_genes, data_tokens)  # (B, G, e)
+        out = torch.einsum("bge,sge->bsg", fused, self.head_weight) + self.head_bias  # (B, 2, G)
+        return inp.prior + out[:, 0], out[:, 1], kl
