@@ -31,11 +31,6 @@ FAST = {"backoff": 0.0, "timeout": 5.0, "progress": False}
 
 
 @pytest.fixture
-def rng() -> np.random.Generator:
-    return np.random.default_rng(0)
-
-
-@pytest.fixture
 def payload(rng: np.random.Generator) -> bytes:
     return rng.integers(0, 256, size=5000, dtype=np.uint8).tobytes()
 
@@ -57,7 +52,9 @@ def test_403_with_html_fails_at_once_with_manual_instructions(tmp_path: Path, pa
         with pytest.raises(DownloadError, match=r"HTTP 403 Forbidden with an HTML page instead of the file") as err:
             fetch(server.url(), dest, sha256=sha(payload), retries=3, **FAST)
     assert len(server.requests) == 1
-    assert f"download {server.url()} in a browser and save it as {dest}; its sha256 must be {sha(payload)}" in str(err.value)
+    assert f"download {server.url()} in a browser and save it as {dest}; its sha256 must be {sha(payload)}" in str(
+        err.value
+    )
     assert not dest.exists() and not part_of(dest).exists()
 
 
@@ -104,7 +101,10 @@ def test_truncated_transfer_is_retried_until_the_server_recovers(
 def test_truncated_transfer_fails_after_the_retries(tmp_path: Path, payload: bytes) -> None:
     dest = tmp_path / "x.bin"
     with LoopbackServer([Reply(payload, cut_after=10, honor_range=False)]) as server:
-        with pytest.raises(DownloadError, match=rf"gave up after 3 attempts; last error: truncated transfer: got 10 of {len(payload)} bytes"):
+        with pytest.raises(
+            DownloadError,
+            match=rf"gave up after 3 attempts; last error: truncated transfer: got 10 of {len(payload)} bytes",
+        ):
             fetch(server.url(), dest, sha256=None, retries=2, **FAST)
     assert len(server.requests) == 3
     assert not dest.exists()
@@ -174,7 +174,10 @@ def test_existing_file_with_wrong_checksum_is_an_error_without_request(tmp_path:
     dest = tmp_path / "x.bin"
     dest.write_bytes(b"hand-placed but wrong")
     with LoopbackServer([Reply(payload)]) as server:
-        with pytest.raises(DownloadError, match=rf"already exists but its sha256 is {sha(b'hand-placed but wrong')}, expected {sha(payload)}"):
+        with pytest.raises(
+            DownloadError,
+            match=rf"already exists but its sha256 is {sha(b'hand-placed but wrong')}, expected {sha(payload)}",
+        ):
             fetch(server.url(), dest, sha256=sha(payload), **FAST)
     assert server.requests == []
     assert dest.read_bytes() == b"hand-placed but wrong"
@@ -246,13 +249,17 @@ def link_member(name: str, target: str, kind: bytes) -> tarfile.TarInfo:
 
 
 def test_safe_extract_tar_and_zip(tmp_path: Path) -> None:
-    tar = make_tar(tmp_path / "a.tar.gz", [(file_member("norman/perturb_processed.h5ad"), b"h5"), (file_member("readme"), b"r")])
+    tar = make_tar(
+        tmp_path / "a.tar.gz", [(file_member("norman/perturb_processed.h5ad"), b"h5"), (file_member("readme"), b"r")]
+    )
     got = safe_extract(tar, tmp_path / "out_tar")
     assert got == [tmp_path / "out_tar" / "norman" / "perturb_processed.h5ad", tmp_path / "out_tar" / "readme"]
     assert got[0].read_bytes() == b"h5"
     with zipfile.ZipFile(tmp_path / "b.zip", "w") as zf:
         zf.writestr("norman/perturb_processed.h5ad", b"z")
-    assert safe_extract(tmp_path / "b.zip", tmp_path / "out_zip") == [tmp_path / "out_zip" / "norman" / "perturb_processed.h5ad"]
+    assert safe_extract(tmp_path / "b.zip", tmp_path / "out_zip") == [
+        tmp_path / "out_zip" / "norman" / "perturb_processed.h5ad"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -261,7 +268,10 @@ def test_safe_extract_tar_and_zip(tmp_path: Path) -> None:
         (file_member("../evil.txt"), r"member '../evil.txt' escapes the target folder"),
         (file_member("/tmp/evil.txt"), r"member '/tmp/evil.txt' has an absolute path"),
         (link_member("data/link", "../../etc", tarfile.SYMTYPE), r"symlink 'data/link' -> '../../etc' escapes"),
-        (link_member("data/abs", "/etc/passwd", tarfile.SYMTYPE), r"symlink 'data/abs' -> '/etc/passwd' has an absolute path"),
+        (
+            link_member("data/abs", "/etc/passwd", tarfile.SYMTYPE),
+            r"symlink 'data/abs' -> '/etc/passwd' has an absolute path",
+        ),
         (link_member("data/hard", "../outside", tarfile.LNKTYPE), r"hardlink 'data/hard' -> '../outside' escapes"),
     ],
     ids=["dotdot", "absolute", "symlink-out", "symlink-abs", "hardlink-out"],

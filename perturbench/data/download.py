@@ -195,7 +195,8 @@ def fetch(
         part.unlink(missing_ok=True)
         raise DownloadError(_explain(url, dest, expected, str(err))) from None
     except _Transient as err:
-        raise DownloadError(_explain(url, dest, expected, f"gave up after {retries + 1} attempts; last error: {err}")) from None
+        what = f"gave up after {retries + 1} attempts; last error: {err}"
+        raise DownloadError(_explain(url, dest, expected, what)) from None
     got = sha256_file(part)
     if expected is not None and got != expected:
         part.unlink()
@@ -217,7 +218,9 @@ def fetch_remote(
 ) -> Path:
     """:func:`fetch` ``remote`` into ``folder / remote.filename`` with its pinned checksum."""
     dest = Path(folder) / remote.filename
-    return fetch(remote.url, dest, sha256=remote.sha256, retries=retries, backoff=backoff, timeout=timeout, progress=progress)
+    return fetch(
+        remote.url, dest, sha256=remote.sha256, retries=retries, backoff=backoff, timeout=timeout, progress=progress
+    )
 
 
 def _reuse(url: str, dest: Path, expected: str | None) -> Path:
@@ -231,7 +234,9 @@ def _reuse(url: str, dest: Path, expected: str | None) -> Path:
     return dest
 
 
-def _download_with_retries(url: str, part: Path, *, retries: int, backoff: float, timeout: float, progress: bool) -> None:
+def _download_with_retries(
+    url: str, part: Path, *, retries: int, backoff: float, timeout: float, progress: bool
+) -> None:
     for attempt in range(retries + 1):
         try:
             _download_once(url, part, timeout=timeout, progress=progress)
@@ -240,7 +245,9 @@ def _download_with_retries(url: str, part: Path, *, retries: int, backoff: float
             if attempt == retries:
                 raise
             wait = backoff * 2**attempt
-            log.warning("download of %s: %s; retrying in %.2f s (attempt %d of %d)", url, err, wait, attempt + 2, retries + 1)
+            log.warning(
+                "download of %s: %s; retrying in %.2f s (attempt %d of %d)", url, err, wait, attempt + 2, retries + 1
+            )
             time.sleep(wait)
 
 
@@ -252,7 +259,7 @@ def _download_once(url: str, part: Path, *, timeout: float, progress: bool) -> N
     try:
         with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as resp:
             if resp.headers.get_content_type() == "text/html":
-                raise _Fatal(f"the server sent an HTML page (HTTP {resp.status}, Content-Type text/html) instead of the file")
+                raise _Fatal(f"the server sent an HTML page (HTTP {resp.status}, text/html) instead of the file")
             offset = _resume_offset(resp, part, offset)
             _copy_body(resp, part, offset=offset, progress=progress)
     except urllib.error.HTTPError as err:
@@ -272,15 +279,14 @@ def _resume_offset(resp: http.client.HTTPResponse, part: Path, offset: int) -> i
         if match and int(match.group(1)) == offset:
             return offset
         part.unlink()
-        raise _Transient(f"server answered a resume at byte {offset} with Content-Range {resp.headers.get('Content-Range')!r}")
+        raise _Transient(f"resume at byte {offset} answered with Content-Range {resp.headers['Content-Range']!r}")
     if offset:
         log.info("server ignored the Range request (HTTP %d); restarting from byte 0", resp.status)
     return 0
 
 
 def _looks_like_html(head: bytes) -> bool:
-    start = head.lstrip()[:9].lower()
-    return start.startswith(b"<!doctype") or start.startswith(b"<html")
+    return head.lstrip()[:9].lower().startswith((b"<!doctype", b"<html"))
 
 
 def _copy_body(resp: http.client.HTTPResponse, part: Path, *, offset: int, progress: bool) -> None:
@@ -377,17 +383,18 @@ def safe_extract(archive: Path, target: Path) -> list[Path]:
     archive, target = Path(archive), Path(target)
     kind = _archive_kind(archive)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise ArchiveError(f"{archive}: extraction target {target} exists and is not an empty folder; delete it to extract again")
+        raise ArchiveError(
+            f"{archive}: extraction target {target} exists and is not an empty folder; delete it to extract again"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it owner-only; the extracted folder is ordinary data
     try:
         try:
             _extract_into(archive, kind, tmp)
         except (tarfile.TarError, zipfile.BadZipFile, EOFError) as err:
             raise ArchiveError(f"{archive}: not a readable {kind} archive ({err})") from None
-        files = sorted(
-            Path(root, f).relative_to(tmp) for root, _dirs, names in os.walk(tmp) for f in names
-        )
+        files = sorted(Path(root, f).relative_to(tmp) for root, _dirs, names in os.walk(tmp) for f in names)
         os.replace(tmp, target)
     finally:
         if tmp.exists():

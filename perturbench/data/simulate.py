@@ -85,7 +85,7 @@ class SimulationConfig:
     stress_shift_fraction: float = 0.3  # share of perturbed genes that shift the stress mean
     stress_shift: float = 1.0  # their shift m ~ stress_shift · U(0.5, 1.5)
     stress_depth_coupling: float = 0.1  # log library size falls by this per unit of stress
-    depth_mean: float = 4000.0  # mean library size (UMIs over the measured genes)
+    depth_mean: float = 2000.0  # mean library size (UMIs over the measured genes)
     depth_sd: float = 0.3  # sd of log library size
     nb_theta: float = 4.0  # negative-binomial inverse dispersion θ (var = μ + μ²/θ)
     cell_type: str = "simulated"  # obs['cell_type']

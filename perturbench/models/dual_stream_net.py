@@ -16,7 +16,7 @@ Dual-Stream Mamba Neural Network") as a tree of ``nn.Module``s, every one built 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 import torch
@@ -114,6 +114,9 @@ class NetInput:
     hidden: Tensor  # (B, V)
     target_flag: Tensor  # (B, G)
     hidden_flag: Tensor  # (B, G)
+
+    def to(self, device: torch.device | str) -> NetInput:
+        return NetInput(*(getattr(self, f.name).to(device) for f in fields(self)))
 
 
 def _gcn_stack(n_in: int, width: int, n_layers: int) -> nn.ModuleList:

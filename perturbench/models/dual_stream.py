@@ -1,0 +1,209 @@
+"""``DualStreamMambaModel``: the dual-stream Mamba network behind the benchmark's model contract.
+
+Training data level:
+
+- cells (``train.cells`` present): each epoch draws ``cells_per_epoch`` perturbed cells, pairs each
+  with a random control cell ``x`` and learns the change ``y = cell − x`` from ``x`` and the
+  perturbation;
+- pseudobulk otherwise: ``x`` = the control pseudobulk (zeros for delta-only data) and
+  ``y`` = the condition's mean change.
+
+The network predicts a residual on top of an additive prior computed from the training pseudobulk
+(:class:`~perturbench.models.dual_stream_inputs.PriorTable`). During training every single-gene
+condition has its own effect hidden from the prior (it would be the answer), and each known
+component of a combination is hidden with probability ``prior_dropout``, so the network learns the
+unseen-gene cases it meets at prediction time; the network is told which targets are hidden.
+
+Predictions: mean = control pseudobulk + predicted change; ``logvar`` = predicted per-gene
+log-variance. The perturbation vocabulary holds the measured genes, the GO graph's genes and the
+training and validation targets; a target outside it contributes only the prior.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import fields
+from typing import Any, Self
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from perturbench.data.conditions import CTRL, canonical_condition, targets
+from perturbench.data.contract import PerturbDataset
+from perturbench.graphs import GeneGraph, coexpression_graph
+from perturbench.models.base import FitContext, Prediction
+from perturbench.models.dual_stream_inputs import Encoder, PriorTable, edge_tensors, spectral_order
+from perturbench.models.dual_stream_net import DualStreamConfig, DualStreamNet, NetGraphs, NetInput
+from perturbench.models.train import Batch, save_training, train_network
+
+__all__ = ["DualStreamConfig", "DualStreamMambaModel"]
+
+_COEXPR_MAX_CELLS = 5000  # cells used to estimate co-expression at cell level
+_PREDICT_BATCH = 64
+
+
+def _dense(x: np.ndarray | sp.spmatrix) -> np.ndarray:
+    return np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float64)
+
+
+class DualStreamMambaModel:
+    """Registry key ``dual_stream_mamba``; keyword arguments are :class:`DualStreamConfig` fields."""
+
+    name = "dual_stream_mamba"
+
+    def __init__(self, **params: Any):
+        known = {f.name for f in fields(DualStreamConfig)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise TypeError(f"dual_stream_mamba: unknown hyper-parameter(s) {unknown}; known: {sorted(known)}")
+        self.config = DualStreamConfig(**params)
+        self.net: DualStreamNet | None = None
+
+    # -- fit ----------------------------------------------------------------------------------
+    def fit(self, train: PerturbDataset, *, context: FitContext) -> Self:
+        if not train.conditions:
+            raise ValueError(f"{train.source}: dual_stream_mamba needs at least one training perturbation")
+        if context.val is not None and context.val.genes != train.genes:
+            raise ValueError(f"{context.val.source}: validation genes differ from the training genes ({train.source})")
+        self._device = torch.device(context.device)
+        rng = np.random.default_rng(context.seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(context.seed)
+            self._build(train, context, rng)
+            epochs = self._cell_batches if train.cells is not None else self._pseudobulk_batches
+            val = self._val_batches(context.val)
+            self.curves = train_network(
+                self.net, lambda epoch: epochs(train, rng), val, self.config, device=self._device
+            )
+        if context.log_dir is not None:
+            save_training(context.log_dir, self.curves, self.net, self.config, self._checkpoint_meta())
+        return self
+
+    def _build(self, train: PerturbDataset, context: FitContext, rng: np.random.Generator) -> None:
+        self.genes = train.genes
+        self.ctrl = train.ctrl
+        deltas = train.expression(train.conditions) - self.ctrl
+        coexpr = coexpression_graph(
+            self._coexpression_samples(train, rng),
+            self.genes,
+            top_k=self.config.coexpr_top_k,
+            min_abs_corr=self.config.coexpr_min_abs_corr,
+        )
+        go = context.go_graph if context.go_graph is not None else coexpr
+        seen = {g for ds in (train, context.val) if ds is not None for c in ds.conditions for g in targets(c)}
+        vocab = tuple(sorted(set(self.genes) | set(go.genes) | seen))
+        self.encoder = Encoder(tuple(self.genes), vocab, PriorTable.from_deltas(train.conditions, deltas))
+        self.net = DualStreamNet(self.config, self._graphs(coexpr, go, vocab)).to(self._device)
+
+    def _graphs(self, coexpr: GeneGraph, go: GeneGraph, vocab: tuple[str, ...]) -> NetGraphs:
+        gene_edges, gene_weight = edge_tensors(coexpr, self.genes)
+        pert_edges, pert_weight = edge_tensors(go, vocab)
+        if self.config.gene_order == "spectral":
+            order = torch.from_numpy(spectral_order(coexpr, self.genes))
+        else:
+            order = torch.arange(len(self.genes))
+        return NetGraphs(len(self.genes), len(vocab), gene_edges, gene_weight, pert_edges, pert_weight, order)
+
+    @staticmethod
+    def _coexpression_samples(train: PerturbDataset, rng: np.random.Generator) -> np.ndarray:
+        """Training samples × genes: up to 5000 cells, else the pseudobulk rows."""
+        if train.cells is None:
+            return train.expression([CTRL, *train.conditions])
+        n = train.cells.n_obs
+        rows = np.sort(rng.choice(n, size=min(n, _COEXPR_MAX_CELLS), replace=False))
+        return _dense(train.cells.X[rows])
+
+    # -- batches ------------------------------------------------------------------------------
+    def _hidden_for_training(self, condition: str, rng: np.random.Generator) -> frozenset[str]:
+        genes = targets(condition)
+        if len(genes) == 1:
+            return frozenset(genes)
+        return frozenset(g for g in genes if rng.random() < self.config.prior_dropout)
+
+    def _pseudobulk_batches(self, train: PerturbDataset, rng: np.random.Generator) -> Iterator[Batch]:
+        conds = [train.conditions[i] for i in rng.permutation(len(train.conditions))]
+        for start in range(0, len(conds), self.config.batch_size):
+            chunk = conds[start : start + self.config.batch_size]
+            hidden = [self._hidden_for_training(c, rng) for c in chunk]
+            x = np.broadcast_to(self.ctrl, (len(chunk), len(self.genes)))
+            y = train.expression(chunk) - self.ctrl
+            yield self.encoder.encode(chunk, hidden, x), torch.from_numpy(y.astype(np.float32))
+
+    def _cell_batches(self, train: PerturbDataset, rng: np.random.Generator) -> Iterator[Batch]:
+        labels = train.cells.obs["condition"].astype(str).to_numpy()
+        ctrl_rows, pert_rows = np.flatnonzero(labels == CTRL), np.flatnonzero(labels != CTRL)
+        n = min(self.config.cells_per_epoch, len(pert_rows))
+        picked = rng.choice(pert_rows, size=n, replace=False)
+        partners = rng.choice(ctrl_rows, size=n, replace=True)
+        for start in range(0, n, self.config.batch_size):
+            rows, base = picked[start : start + self.config.batch_size], partners[start : start + self.config.batch_size]
+            chunk = [str(c) for c in labels[rows]]
+            hidden = [self._hidden_for_training(c, rng) for c in chunk]
+            x = _dense(train.cells.X[base])
+            y = _dense(train.cells.X[rows]) - x
+            yield self.encoder.encode(chunk, hidden, x), torch.from_numpy(y.astype(np.float32))
+
+    def _prediction_input(self, conditions: Sequence[str]) -> NetInput:
+        hidden = [self.encoder.prior.hidden_at_prediction(c) for c in conditions]
+        x = np.broadcast_to(self.ctrl, (len(conditions), len(self.genes)))
+        return self.encoder.encode(conditions, hidden, x)
+
+    def _val_batches(self, val: PerturbDataset | None) -> list[Batch] | None:
+        if val is None or not val.conditions:
+            return None
+        conds = val.conditions
+        out = []
+        for start in range(0, len(conds), _PREDICT_BATCH):
+            chunk = conds[start : start + _PREDICT_BATCH]
+            y = val.expression(chunk) - self.ctrl
+            out.append((self._prediction_input(chunk), torch.from_numpy(y.astype(np.float32))))
+        return out
+
+    # -- predict ------------------------------------------------------------------------------
+    def _check_ready(self, conditions: Sequence[str]) -> None:
+        if self.net is None:
+            raise RuntimeError("dual_stream_mamba: predict/input_gradients called before fit")
+        for c in conditions:
+            if canonical_condition(c, where="dual_stream_mamba.predict") != c:
+                raise ValueError(f"dual_stream_mamba: condition {c!r} is not canonical")
+
+    @torch.no_grad()
+    def predict(self, conditions: Sequence[str]) -> Prediction:
+        conditions = list(conditions)
+        self._check_ready(conditions)
+        self.net.eval()
+        means, logvars = [], []
+        for start in range(0, len(conditions), _PREDICT_BATCH):
+            inp = self._prediction_input(conditions[start : start + _PREDICT_BATCH])
+            mu, logvar, _ = self.net(inp.to(self._device))
+            means.append(mu.double().cpu().numpy() + self.ctrl)
+            logvars.append(logvar.double().cpu().numpy())
+        shape = (0, len(self.genes))
+        mean = np.vstack(means) if means else np.zeros(shape)
+        logvar = np.vstack(logvars) if logvars else np.zeros(shape)
+        return Prediction(self.name, conditions, list(self.genes), mean, logvar)
+
+    def input_gradients(self, condition: str, gene_index: int) -> np.ndarray:
+        """∂ (predicted expression of gene ``gene_index`` under ``condition``) / ∂ (input expression),
+        shape (n_genes,), at the control pseudobulk input."""
+        self._check_ready([condition])
+        if not 0 <= gene_index < len(self.genes):
+            raise IndexError(f"dual_stream_mamba: gene_index {gene_index!r} outside 0..{len(self.genes) - 1}")
+        self.net.eval()
+        inp = self._prediction_input([condition]).to(self._device)
+        inp.x.requires_grad_(True)
+        mu, _, _ = self.net(inp)
+        (grad,) = torch.autograd.grad(mu[0, gene_index] + inp.x[0, gene_index], inp.x)
+        return grad[0].double().cpu().numpy()
+
+    def _checkpoint_meta(self) -> dict:
+        prior = self.encoder.prior
+        return {
+            "genes": list(self.genes),
+            "vocab": list(self.encoder.vocab),
+            "ctrl": torch.from_numpy(self.ctrl),
+            "prior_fill": torch.from_numpy(prior.fill),
+            "prior_singles": {g: torch.from_numpy(v) for g, v in prior.singles.items()},
+        }
+

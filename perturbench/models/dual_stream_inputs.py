@@ -1,0 +1,120 @@
+"""Inputs of the dual-stream network built from training data: the prior change, the perturbation
+vocabulary, graphs as edge tensors, the spectral gene order and batch encoding."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from scipy.sparse.csgraph import connected_components
+from scipy.sparse.linalg import eigsh
+
+from perturbench.data.conditions import targets
+from perturbench.graphs import GeneGraph, laplacian, to_edge_index
+from perturbench.models.dual_stream_net import NetInput
+
+_DENSE_EIGH_MAX = 400  # components up to this size use a dense eigensolver
+
+
+@dataclass(frozen=True)
+class PriorTable:
+    """Additive prior from training data: ``prior(c) = Σ_{g ∈ targets(c)} δ_g`` where ``δ_g`` is the
+    training single-gene change of ``g`` when known (and not hidden), else ``fill`` = the mean
+    training single-gene change (the mean per-target change ``δ_c / |targets(c)|`` over all training
+    conditions when there are no singles)."""
+
+    singles: dict[str, np.ndarray]
+    fill: np.ndarray
+
+    @classmethod
+    def from_deltas(cls, conditions: Sequence[str], deltas: np.ndarray) -> PriorTable:
+        singles = {c: deltas[i] for i, c in enumerate(conditions) if len(targets(c)) == 1}
+        if singles:
+            fill = np.mean(list(singles.values()), axis=0)
+        else:
+            fill = np.mean([deltas[i] / max(len(targets(c)), 1) for i, c in enumerate(conditions)], axis=0)
+        return cls(singles, fill)
+
+    def hidden_at_prediction(self, condition: str) -> frozenset[str]:
+        """Targets of ``condition`` with no training single change (their prior share is ``fill``)."""
+        return frozenset(g for g in targets(condition) if g not in self.singles)
+
+    def prior(self, condition: str, hidden: Collection[str]) -> np.ndarray:
+        parts = [self.fill if g in hidden or g not in self.singles else self.singles[g] for g in targets(condition)]
+        return np.sum(parts, axis=0) if parts else np.zeros_like(self.fill)
+
+
+def edge_tensors(graph: GeneGraph, nodes: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``graph`` (``to_edge_index`` layout, messages ``src -> dst``) re-indexed onto ``nodes``; edges
+    with an end outside ``nodes`` are dropped. Returns (edge_index (2, E) int64, |weight| (E,) float32)."""
+    edge_index, weight = to_edge_index(graph)
+    index = {g: i for i, g in enumerate(nodes)}
+    pos = np.array([index.get(g, -1) for g in graph.genes], dtype=np.int64)
+    mapped = pos[edge_index] if edge_index.size else edge_index
+    keep = (mapped >= 0).all(axis=0)
+    return torch.from_numpy(mapped[:, keep].copy()), torch.from_numpy(np.abs(weight[keep]).astype(np.float32))
+
+
+def _fiedler_sort(lap: sp.csr_matrix) -> np.ndarray:
+    """Positions of one connected component sorted by its Fiedler vector (sign fixed by index trend)."""
+    m = lap.shape[0]
+    if m <= 2:
+        return np.arange(m)
+    if m <= _DENSE_EIGH_MAX:
+        vec = np.linalg.eigh(lap.toarray())[1][:, 1]
+    else:
+        vals, vecs = eigsh(lap.tocsc(), k=2, sigma=-1e-3, which="LM", v0=np.linspace(1.0, 2.0, m))
+        vec = vecs[:, np.argsort(vals)[1]]
+    if vec @ (np.arange(m) - (m - 1) / 2) < 0:
+        vec = -vec
+    return np.argsort(vec, kind="stable")
+
+
+def spectral_order(graph: GeneGraph, genes: Sequence[str]) -> np.ndarray:
+    """Positions in ``genes`` ordered by the Fiedler vector of the graph Laplacian ``L = D − S``
+    (``perturbench.graphs.laplacian``).
+
+    Each connected component is ordered by its own Fiedler vector (the eigenvector of the second
+    smallest eigenvalue of its Laplacian); components follow each other by decreasing size
+    (ties: smallest gene position first), so isolated genes come last in dataset order.
+    """
+    lap = laplacian(graph, genes)
+    n_comp, labels = connected_components(lap != 0, directed=False)
+    members = [np.flatnonzero(labels == c) for c in range(n_comp)]
+    members.sort(key=lambda idx: (-len(idx), idx[0]))
+    return np.concatenate([idx[_fiedler_sort(lap[idx][:, idx])] for idx in members]).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """Turns (condition, hidden targets, input expression) into :class:`NetInput` tensors."""
+
+    genes: tuple[str, ...]
+    vocab: tuple[str, ...]
+    prior: PriorTable
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_gene_pos", {g: i for i, g in enumerate(self.genes)})
+        object.__setattr__(self, "_vocab_pos", {g: i for i, g in enumerate(self.vocab)})
+
+    def encode(self, conditions: Sequence[str], hidden: Sequence[Collection[str]], x: np.ndarray) -> NetInput:
+        """``x``: (B, G) input expression. Targets outside the vocabulary get no embedding."""
+        b, g, v = len(conditions), len(self.genes), len(self.vocab)
+        pert, hid = np.zeros((b, v), np.float32), np.zeros((b, v), np.float32)
+        t_flag, h_flag = np.zeros((b, g), np.float32), np.zeros((b, g), np.float32)
+        prior = np.zeros((b, g), np.float32)
+        for i, (cond, hide) in enumerate(zip(conditions, hidden, strict=True)):
+            prior[i] = self.prior.prior(cond, hide)
+            for gene in targets(cond):
+                hidden_gene = gene in hide or gene not in self.prior.singles
+                if gene in self._vocab_pos:
+                    pert[i, self._vocab_pos[gene]] = 1.0
+                    hid[i, self._vocab_pos[gene]] = float(hidden_gene)
+                if gene in self._gene_pos:
+                    t_flag[i, self._gene_pos[gene]] = 1.0
+                    h_flag[i, self._gene_pos[gene]] = float(hidden_gene)
+        tensors = (x.astype(np.float32), prior, pert, hid, t_flag, h_flag)
+        return NetInput(*(torch.from_numpy(np.ascontiguousarray(t)) for t in tensors))

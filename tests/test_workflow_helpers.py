@@ -1,0 +1,45 @@
+"""DAG-time helpers and the metric-table collector."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from perturbench.pipeline import collect_metrics
+from perturbench.workflow import model_runs, runs_for
+
+CONFIG = {
+    "datasets": {"cells": {"source": "simulated"}, "bulk": {"source": "norman_npz", "path": "x.npz"}},
+    "models": {"mean": None, "gears": {"params": {"epochs": 1}}, "dual_stream_mamba": {"params": {"epochs": 2}}},
+    "ablation": {"enabled": True, "d_state": [4, 128]},
+}
+
+
+def test_ablation_expands_mamba_runs_with_base_params():
+    runs = model_runs(CONFIG)
+    assert runs["dual_stream_mamba_dstate4"] == {"model": "dual_stream_mamba", "params": {"epochs": 2, "d_state": 4}}
+    assert runs["mean"] == {"model": "mean", "params": {}}
+    assert list(runs)[-1] == "dual_stream_mamba_dstate128"
+
+
+def test_cell_only_models_are_dropped_for_pseudobulk_sources():
+    assert "gears" in runs_for(CONFIG, "cells")
+    assert "gears" not in runs_for(CONFIG, "bulk")
+    assert "dual_stream_mamba" in runs_for(CONFIG, "bulk")
+
+
+def test_collect_metrics_reads_layout(tmp_path):
+    path = tmp_path / "results/d/no_mt/seed3/metrics/ridge.tsv"
+    path.parent.mkdir(parents=True)
+    pd.DataFrame({"condition": ["A"], "subgroup": ["unseen_single"], "metric": ["rmse"], "value": [0.5]}).to_csv(
+        path, sep="\t", index=False
+    )
+    table = collect_metrics([path])
+    assert table.iloc[0][["featureset", "model", "seed", "condition"]].tolist() == ["no_mt", "ridge", 3, "A"]
+
+
+def test_collect_metrics_rejects_foreign_path(tmp_path):
+    path = tmp_path / "metrics.tsv"
+    path.write_text("condition\tsubgroup\tmetric\tvalue\n")
+    with pytest.raises(ValueError, match="not a metrics path"):
+        collect_metrics([path])
