@@ -1,7 +1,8 @@
 """Evaluation above the metrics: per-condition tables, pooled summaries, noise ceilings, tests.
 
-- :func:`evaluate_prediction` / :func:`evaluate`: one long table (``condition, subgroup,
-  metric, value``) per model run, every metric of :data:`perturbench.metrics.METRICS`.
+- :func:`evaluate_prediction` (arrays), :func:`evaluate` (a :class:`Prediction`),
+  :func:`evaluate_prediction_file` (a prediction file): one long table (``condition,
+  subgroup, metric, value``) per model run, every metric of :data:`perturbench.metrics.METRICS`.
 - :func:`summarize`: mean and percentile-bootstrap 95% CI per (featureset, model, subgroup,
   metric), pooled over seeds and conditions, plus the subgroup ``all``.
 - :func:`noise_ceiling`: split-half reproducibility of each condition's measured response.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -106,10 +108,23 @@ def evaluate(
         )
     extra = [c for c in prediction.conditions if c not in subgroups]
     if extra:
-        raise EvaluationError(f"model {prediction.model!r}: predicted conditions not in the test subgroups: {extra[:5]}")
+        raise EvaluationError(
+            f"model {prediction.model!r}: predicted conditions not in the test subgroups: {extra[:5]}"
+        )
     return evaluate_prediction(
         prediction.mean, list(prediction.conditions), data, subgroups=subgroups, train_conditions=train_conditions
     )
+
+
+def evaluate_prediction_file(
+    path: str | Path,
+    data: PerturbDataset,
+    *,
+    subgroups: dict[str, str],
+    train_conditions: list[str],
+) -> pd.DataFrame:
+    """:func:`evaluate` on the prediction file at ``path`` (format: :mod:`perturbench.models.base`)."""
+    return evaluate(Prediction.read(path), data, subgroups=subgroups, train_conditions=train_conditions)
 
 
 def _bootstrap_ci(values: np.ndarray, *, n_boot: int, seed: int) -> tuple[float, float]:
@@ -127,10 +142,11 @@ def summarize(table: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0) -> pd.D
 
     Rows of ``table`` (columns :data:`RUN_COLUMNS`) are pooled over seeds and conditions and
     treated as exchangeable; NaN values are dropped and ``n`` counts the rest. The CI is the
-    percentile bootstrap of the mean (``n_boot`` resamples of the n values with replacement),
-    drawn from ``np.random.default_rng(seed)`` afresh for each group, so a group's CI does not
-    depend on which other groups are present. The extra subgroup ``all`` pools every subgroup.
-    Output rows are sorted by featureset, model, subgroup, metric.
+    percentile bootstrap of the mean: ``n_boot`` resamples (with replacement) of the group's
+    sorted values, drawn from ``np.random.default_rng(seed)`` afresh for each group, so a
+    group's CI depends neither on the other groups nor on the input row order. The extra
+    subgroup ``all`` pools every subgroup. Output rows are sorted by featureset, model,
+    subgroup, metric.
     """
     missing = [c for c in RUN_COLUMNS if c not in table.columns]
     if missing:

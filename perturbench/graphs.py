@@ -20,6 +20,7 @@ This module imports nothing else of ours.
 from __future__ import annotations
 
 import pickle
+from itertools import chain
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ import scipy.sparse as sp
 GENE2GO_COLUMNS = ("entrez", "symbol", "go_id", "evidence", "ontology")
 ALIAS_COLUMNS = ("entrez", "symbol", "alias_symbol")
 _BLOCK_ROWS = 1024  # rows of the similarity matrix held densely at a time
+_HEAVY_TERMS = 48  # most frequent GO terms handled by a dense product (the rest: sparse)
 
 
 class GraphError(ValueError):
@@ -126,24 +128,65 @@ def go_similarity_graph(
 ) -> GeneGraph:
     """GEARS-style GO graph: per target gene a self-loop (1.0) and ≤ ``top_k`` sources with J > ``min_weight``.
 
-    J(a, b) = |T_a ∩ T_b| / |T_a ∪ T_b| over GO-term sets T. Nodes are ``genes`` (in that order;
-    similarities are computed among them only) or, when None, every annotated gene, sorted.
-    Genes without GO terms are isolated nodes. Cost: one blocked sparse product A Aᵀ.
+    J(a, b) = |T_a ∩ T_b| / |T_a ∪ T_b| over GO-term sets T, computed in float64 like GEARS.
+    Nodes are ``genes`` (in that order; similarities are computed among them only) or, when
+    None, every annotated gene, sorted. Genes without GO terms are isolated nodes.
+
+    Cost: J > w ⇔ I_ab − c(|T_a| + |T_b|) > 0 with I = A Aᵀ and c = w / (1 + w). That slack is
+    computed in row blocks as one dense float32 BLAS product over the most frequent terms
+    (``protein binding`` alone covers 60% of genes), augmented by two columns carrying
+    −c|T|, plus a sparse product over the other terms; pairs with slack > −1e-3 get an exact
+    float64 J, and the ``top_k`` largest per target are kept.
     """
     _check_top_k(top_k, min_weight, "min_weight")
     nodes = _node_list(sorted(gene2go) if genes is None else genes)
-    incidence = _incidence(gene2go, nodes)
-    sizes = np.asarray(incidence.sum(axis=1)).ravel()
-    incidence_t = incidence.T.tocsr()
-    rows, cols, weights = [], [], []
-    for start in range(0, len(nodes), _BLOCK_ROWS):
-        stop = min(start + _BLOCK_ROWS, len(nodes))
-        inter = (incidence[start:stop] @ incidence_t).toarray()
-        union = sizes[start:stop, None] + sizes[None, :] - inter
-        jaccard = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-        r, c, w = _top_k_rows(jaccard, start, top_k=top_k, threshold=min_weight)
-        rows.append(r), cols.append(c), weights.append(w)
-    return _assemble(nodes, np.flatnonzero(sizes > 0), rows, cols, weights)
+    annotated = np.array([i for i, g in enumerate(nodes) if gene2go.get(g)], dtype=np.int64)
+    terms = _GoTerms.build([gene2go[nodes[i]] for i in annotated], min_weight)
+    n = len(annotated)
+    buffer = np.empty((min(_BLOCK_ROWS, n), n), dtype=np.float32)
+    parts = []
+    for start in range(0, n, _BLOCK_ROWS):
+        stop = min(start + _BLOCK_ROWS, n)
+        r, b, jac = terms.jaccard_candidates(start, stop, buffer[: stop - start], min_weight)
+        r, b, jac = _top_k_edges(r, b, jac, top_k, n_rows=stop - start)
+        parts.append((annotated[start + r], annotated[b], jac))
+    return _assemble(nodes, annotated, parts)
+
+
+@dataclass(frozen=True)
+class _GoTerms:
+    """Gene × term incidence prepared for blocked Jaccard slack products (see go_similarity_graph)."""
+
+    left: np.ndarray  # (n, h + 2) float32: [heavy-term indicators, 1, −c|T_a|]
+    right: np.ndarray  # (n, h + 2) float32: [heavy-term indicators, −c|T_b|, 1]
+    light: sp.csr_matrix  # (n, n_terms − h) float32: the other terms
+    light_t: sp.csr_matrix  # its transpose
+    sizes: np.ndarray  # (n,) float32: |T|
+    c: np.float32  # w / (1 + w)
+
+    @classmethod
+    def build(cls, term_sets: Sequence[frozenset[str]], min_weight: float) -> _GoTerms:
+        heavy, light = _incidence(term_sets)
+        sizes = heavy.sum(axis=1) + np.asarray(light.sum(axis=1), dtype=np.float32).ravel()
+        c = np.float32(min_weight / (1.0 + min_weight))
+        ones = np.ones((len(sizes), 1), dtype=np.float32)
+        left = np.hstack([heavy, ones, -c * sizes[:, None]])
+        right = np.hstack([heavy, -c * sizes[:, None], ones])
+        return cls(left, right, light, light.T.tocsr(), sizes, c)
+
+    def jaccard_candidates(
+        self, start: int, stop: int, out: np.ndarray, min_weight: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(block row, column, J) of the pairs with J > min_weight, rows start..stop, self excluded."""
+        np.matmul(self.left[start:stop], self.right.T, out=out)  # I_heavy − c(|T_a| + |T_b|)
+        extra = (self.light[start:stop] @ self.light_t).tocoo()
+        out[extra.row, extra.col] += extra.data
+        r, b = np.nonzero(out > np.float32(-1e-3))
+        a = start + r
+        inter = np.rint(out[r, b] + self.c * (self.sizes[a] + self.sizes[b])).astype(np.float64)
+        jac = inter / (self.sizes[a].astype(np.float64) + self.sizes[b] - inter)
+        keep = (jac > min_weight) & (b != a)
+        return r[keep], b[keep], jac[keep]
 
 
 def coexpression_graph(
@@ -167,12 +210,14 @@ def coexpression_graph(
     norms = np.linalg.norm(centred, axis=0)
     varying = norms > 1e-12 * max(1.0, float(np.abs(x).max(initial=0.0)))
     z = np.divide(centred, norms, out=np.zeros_like(centred), where=varying)
-    rows, cols, weights = [], [], []
+    parts = []
     for start in range(0, len(nodes), _BLOCK_ROWS):
-        corr = np.abs(z[:, start : start + _BLOCK_ROWS].T @ z)
-        r, c, w = _top_k_rows(corr, start, top_k=top_k, threshold=min_abs_corr)
-        rows.append(r), cols.append(c), weights.append(w)
-    return _assemble(nodes, np.flatnonzero(varying), rows, cols, weights)
+        corr = np.abs(z[:, start : start + _BLOCK_ROWS].T @ z)  # (block, genes) |r|
+        np.fill_diagonal(corr[:, start:], 0.0)
+        r, c = np.nonzero(corr > min_abs_corr)
+        r, c, w = _top_k_edges(r, c, np.minimum(corr[r, c], 1.0), top_k, n_rows=corr.shape[0])
+        parts.append((start + r, c, w))
+    return _assemble(nodes, np.flatnonzero(varying), parts)
 
 
 def _check_top_k(top_k: int, threshold: float, name: str) -> None:
@@ -190,50 +235,52 @@ def _node_list(genes: Sequence[str]) -> tuple[str, ...]:
     return nodes
 
 
-def _incidence(gene2go: Mapping[str, frozenset[str]], nodes: Sequence[str]) -> sp.csr_matrix:
-    """Binary gene × term matrix (float64) for ``nodes`` (all-zero rows for unannotated genes)."""
-    terms = sorted({t for g in nodes for t in gene2go.get(g, ())})
-    term_index = {t: j for j, t in enumerate(terms)}
-    indptr, indices = [0], []
-    for gene in nodes:
-        indices.extend(sorted(term_index[t] for t in gene2go.get(gene, ())))
-        indptr.append(len(indices))
-    data = np.ones(len(indices), dtype=np.float64)
-    return sp.csr_matrix((data, indices, indptr), shape=(len(nodes), len(terms)))
+def _incidence(term_sets: Sequence[frozenset[str]]) -> tuple[np.ndarray, sp.csr_matrix]:
+    """Binary gene × term incidence as (dense float32 over the ``_HEAVY_TERMS`` most frequent
+    terms, sparse float32 CSR over the others)."""
+    lengths = np.fromiter((len(t) for t in term_sets), dtype=np.int64, count=len(term_sets))
+    codes, names = pd.factorize(pd.Series(list(chain.from_iterable(term_sets)), dtype=object))
+    counts = np.bincount(codes, minlength=len(names))
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[np.lexsort((np.asarray(names, dtype=str), -counts))] = np.arange(len(names))
+    row, col = np.repeat(np.arange(len(term_sets)), lengths), rank[codes]
+    n_heavy = min(_HEAVY_TERMS, len(names))
+    heavy = np.zeros((len(term_sets), n_heavy), dtype=np.float32)
+    is_heavy = col < n_heavy
+    heavy[row[is_heavy], col[is_heavy]] = 1.0
+    data = np.ones(int((~is_heavy).sum()), dtype=np.float32)
+    shape = (len(term_sets), len(names) - n_heavy)
+    return heavy, sp.csr_matrix((data, (row[~is_heavy], col[~is_heavy] - n_heavy)), shape=shape)
 
 
-def _top_k_rows(
-    values: np.ndarray, row_offset: int, *, top_k: int, threshold: float
+def _top_k_edges(
+    rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, k: int, *, n_rows: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per row i of ``values``: the ≤ top_k columns j ≠ row_offset + i with value > threshold.
+    """Per row, the ``k`` entries with the largest value in [0, 1]; ties: lower column first.
 
-    Ties at the k-th value are broken by the lower column index. Returns (rows, cols, values)
-    with rows offset by ``row_offset``.
+    ``rows``/``cols`` must come row-major sorted (as from ``np.nonzero``). Entries below the
+    lower edge of the histogram bin holding a row's k-th largest value are dropped first (at
+    least k entries lie strictly above them); a stable sort on 2·row + (1 − val) then ranks
+    the rest.
     """
-    n_rows, n_cols = values.shape
-    values = values.copy()
-    values[np.arange(n_rows), row_offset + np.arange(n_rows)] = -np.inf
-    k = min(top_k, n_cols - 1)
-    if k <= 0 or n_rows == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, np.zeros(0)
-    part = np.argpartition(-values, k - 1, axis=1)[:, :k]
-    kth = np.take_along_axis(values, part, axis=1).min(axis=1)
-    tied = ((values >= kth[:, None]).sum(axis=1) > k) & (kth > threshold)
-    for r in np.flatnonzero(tied):
-        cand = np.flatnonzero(values[r] >= kth[r])
-        part[r] = cand[np.lexsort((cand, -values[r, cand]))[:k]]
-    chosen = np.take_along_axis(values, part, axis=1)
-    keep = chosen > threshold
-    rows = np.broadcast_to(np.arange(n_rows)[:, None], part.shape)[keep] + row_offset
-    return rows.astype(np.int64), part[keep].astype(np.int64), chosen[keep].astype(np.float64)
+    bins = 256
+    binned = np.minimum((vals * bins).astype(np.int64), bins - 1)
+    counts = np.bincount(rows * bins + binned, minlength=n_rows * bins).reshape(n_rows, bins)
+    reaching = np.cumsum(counts[:, ::-1], axis=1)[:, ::-1]  # entries in bin >= b
+    floor = (reaching >= k).sum(axis=1) - 1
+    pre = binned >= floor[rows]
+    rows, cols, vals = rows[pre], cols[pre], vals[pre]
+    order = np.argsort(2.0 * rows + (1.0 - vals), kind="stable")
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    keep = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left") < k
+    return rows[keep].astype(np.int64), cols[keep].astype(np.int64), vals[keep].astype(np.float64)
 
 
-def _assemble(nodes: tuple[str, ...], self_loops: np.ndarray, rows: list, cols: list, weights: list) -> GeneGraph:
-    """GeneGraph with edges source → target, sorted by (target, −weight, source)."""
-    dst = np.concatenate([self_loops.astype(np.int64), *rows])
-    src = np.concatenate([self_loops.astype(np.int64), *cols])
-    weight = np.concatenate([np.ones(len(self_loops)), *weights])
+def _assemble(nodes: tuple[str, ...], self_loops: np.ndarray, parts: list[tuple[np.ndarray, ...]]) -> GeneGraph:
+    """GeneGraph from (target, source, weight) parts plus self-loops, sorted by (target, −weight, source)."""
+    dst = np.concatenate([self_loops.astype(np.int64), *(p[0] for p in parts)])
+    src = np.concatenate([self_loops.astype(np.int64), *(p[1] for p in parts)])
+    weight = np.concatenate([np.ones(len(self_loops)), *(p[2] for p in parts)])
     order = np.lexsort((src, -weight, dst))
     return GeneGraph(nodes, src[order], dst[order], weight[order])
 

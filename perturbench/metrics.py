@@ -256,18 +256,18 @@ class Metric:
 
 
 _REGISTERED = (
-    Metric("l2_top1000", "L2 distance to truth over the 1,000 genes most expressed in control", "lower", l2_top1000),
-    Metric("rmse", "root mean squared error over all genes", "lower", rmse),
-    Metric("mse", "mean squared error over all genes", "lower", mse),
-    Metric("pearson", "Pearson correlation of predicted and true expression, all genes", "higher", pearson),
-    Metric("pearson_delta", "Pearson correlation of predicted and true change from control, all genes", "higher", pearson_delta),
-    Metric("pearson_delta_top1000", "Pearson correlation of change from control, top-1,000 control genes", "higher", pearson_delta_top1000),
-    Metric("pearson_delta_de20", "Pearson correlation of change from control, top-20 DE genes", "higher", pearson_delta_de20),
-    Metric("mse_de20", "mean squared error over the top-20 DE genes", "lower", mse_de20),
-    Metric("mse_de20_nondropout", "mean squared error over the GEARS non-dropout top-20 DE genes", "lower", mse_de20_nondropout),
-    Metric("direction_de20", "fraction of top-20 DE genes whose direction of change is predicted", "higher", direction_de20),
-    Metric("pearson_delta_pertref", "Pearson correlation of change from the mean training perturbation", "higher", pearson_delta_pertref),
-    Metric("rank_score", "normalized rank of the true condition among test truths by distance to the prediction", "lower", rank_score),
+    Metric("l2_top1000", "L2 distance to truth, 1,000 genes most expressed in control", "lower", l2_top1000),
+    Metric("rmse", "root mean squared error, all genes", "lower", rmse),
+    Metric("mse", "mean squared error, all genes", "lower", mse),
+    Metric("pearson", "Pearson r of predicted and true expression, all genes", "higher", pearson),
+    Metric("pearson_delta", "Pearson r of delta vs control, all genes", "higher", pearson_delta),
+    Metric("pearson_delta_top1000", "Pearson r of delta vs control, top-1000 genes", "higher", pearson_delta_top1000),
+    Metric("pearson_delta_de20", "Pearson r of delta vs control, top-20 DE genes", "higher", pearson_delta_de20),
+    Metric("mse_de20", "mean squared error, top-20 DE genes", "lower", mse_de20),
+    Metric("mse_de20_nondropout", "mean squared error, non-dropout top-20 DE genes", "lower", mse_de20_nondropout),
+    Metric("direction_de20", "fraction of top-20 DE genes moved the true way", "higher", direction_de20),
+    Metric("pearson_delta_pertref", "Pearson r of delta vs mean train perturbation", "higher", pearson_delta_pertref),
+    Metric("rank_score", "rank of the truth among test truths by distance, / (n-1)", "lower", rank_score),
 )
 METRICS: dict[str, Metric] = {m.name: m for m in _REGISTERED}
 

@@ -228,3 +228,29 @@ def test_download_gears_dataset_reuses_a_complete_download(tmp_path: Path, rng: 
     assert first == again == tmp_path / "raw" / "norman" / "norman" / "perturb_processed.h5ad"
     assert len(server.requests) == 1
     assert (tmp_path / "raw" / "norman.tar.gz.sha256").read_text().split()[0] == hashlib.sha256(data).hexdigest()
+
+
+# -- real cells through GEARS's own preprocessing --------------------------------------------
+
+
+@pytest.mark.slow  # importing cell-gears imports torch and torch-geometric
+def test_real_cells_processed_by_gears_load_with_matching_de(tmp_path: Path, shared_file) -> None:
+    """Norman cells put through cell-gears' ``get_DE_genes`` + ``get_dropout_non_zero_genes``
+    load with DE lists equal to perturbench's own recomputation (same scanpy t-test)."""
+    data_utils = pytest.importorskip("gears.data_utils", reason="cell-gears (extra 'gears') not installed")
+    from perturbench.data.de import nondropout_de, rank_de_cells
+
+    cells = ad.read_h5ad(shared_file("norman2019_mcfaline2023_cells_subset.h5ad"))
+    cells = cells[cells.obs["dataset"] == "norman19"]
+    label = cells.obs["condition"].astype(str).map(lambda c: "ctrl" if c == "control" else c)
+    label = label.map(lambda c: c if "+" in c or c == "ctrl" else f"{c}+ctrl")
+    keep = sorted(set(label) - {"ctrl"})[:4] + ["ctrl"]
+    cells = cells[label.isin(keep).to_numpy()]
+    obs = pd.DataFrame({"condition": label[label.isin(keep)].to_numpy(), "cell_type": "K562"}, index=cells.obs_names)
+    ids = [f"ENSG{i:011d}" for i in range(cells.n_vars)]
+    raw = ad.AnnData(cells.X.copy(), obs=obs, var=pd.DataFrame({"gene_name": cells.var_names.to_numpy()}, index=ids))
+    raw = data_utils.get_dropout_non_zero_genes(data_utils.get_DE_genes(raw, False))
+    ds = load_gears_dataset(write_gears(raw, tmp_path), name="norman")
+    assert len(ds.conditions) == 4 and ds.meta["de_from_gears"] == ["de20", "de20_nondropout", "de_ranking"]
+    assert ds.de_genes("de20") == rank_de_cells(ds.cells, n_genes=20)
+    assert ds.de_genes("de20_nondropout") == nondropout_de(ds.cells, ds.de_genes("de_ranking"))

@@ -66,18 +66,32 @@ def rank_de_cells(cells: ad.AnnData, *, n_genes: int | None = None) -> dict[str,
     n = cells.n_vars if n_genes is None else n_genes
     out: dict[str, list[str]] = {}
     if tested:
-        work = ad.AnnData(cells.X, obs=pd.DataFrame({"condition": pd.Categorical(labels)}, index=cells.obs_names),
-                          var=pd.DataFrame(index=cells.var_names))
+        work = ad.AnnData(
+            cells.X,
+            obs=pd.DataFrame({"condition": pd.Categorical(labels)}, index=cells.obs_names),
+            var=pd.DataFrame(index=cells.var_names),
+        )
         work.uns["log1p"] = {"base": None}
         with warnings.catch_warnings():  # scanpy builds its result frame column by column
             warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
-            sc.tl.rank_genes_groups(work, "condition", groups=tested, reference=CTRL, method="t-test",
-                                    rankby_abs=True, n_genes=n, use_raw=False)
+            sc.tl.rank_genes_groups(
+                work,
+                "condition",
+                groups=tested,
+                reference=CTRL,
+                method="t-test",
+                rankby_abs=True,
+                n_genes=n,
+                use_raw=False,
+            )
         names = work.uns["rank_genes_groups"]["names"]
         out = {c: [str(g) for g in names[c]] for c in tested}
     if single:
-        warnings.warn(f"{len(single)} condition(s) have one cell; ranked by |x - ctrl| instead of a t-test: {single[:5]}",
-                      stacklevel=2)
+        warnings.warn(
+            f"{len(single)} condition(s) have one cell; ranked by |x - ctrl| instead of a t-test: "
+            f"{single[:5]}",
+            stacklevel=2,
+        )
         ctrl = _cell_mean(cells.X, rows[CTRL])
         for c in single:
             out[c] = _rank_by_abs(_cell_mean(cells.X, rows[c]) - ctrl, cells.var_names)[:n]
@@ -89,12 +103,15 @@ def nondropout_de(cells: ad.AnnData, ranking: dict[str, list[str]], *, n: int = 
 
     Gene g is a dropout for condition c when ``mean_c[g] == 0`` and ``mean_ctrl[g] != 0`` (means
     over c's cells and over the ``ctrl`` cells, as in GEARS ``get_dropout_non_zero_genes``).
+    Conditions of ``ranking`` without cells in ``cells`` (e.g. after ``subset``) are skipped.
     """
     rows = _rows_by_condition(cells)
     ctrl_zero = _cell_mean(cells.X, rows[CTRL]) == 0
     col = {g: i for i, g in enumerate(cells.var_names)}
     out = {}
     for cond, genes in ranking.items():
+        if cond not in rows:
+            continue
         zero = _cell_mean(cells.X, rows[cond]) == 0
         dropout = zero & ~ctrl_zero
         out[cond] = [g for g in genes if not dropout[col[g]]][:n]

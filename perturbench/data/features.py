@@ -59,7 +59,9 @@ def _rederive_de(ds: PerturbDataset, ranking: dict[str, list[str]], n: int) -> P
     return dataclasses.replace(ds, pseudobulk=pb)
 
 
-def apply_feature_set(ds: PerturbDataset, featureset: FeatureSet, *, n: int = 20) -> tuple[PerturbDataset, dict]:
+def apply_feature_set(
+    ds: PerturbDataset, featureset: FeatureSet, *, n: int = 20
+) -> tuple[PerturbDataset, dict]:
     """Restrict ``ds`` to the genes ``featureset`` keeps; return it and a record.
 
     DE lists: with ``uns['de_ranking']`` they are re-derived (first ``n`` kept genes of each
@@ -74,8 +76,15 @@ def apply_feature_set(ds: PerturbDataset, featureset: FeatureSet, *, n: int = 20
     ranking = ds.de_genes("de_ranking")
     if removed and ranking:
         out = _rederive_de(out, {c: [g for g in genes if g not in gone] for c, genes in ranking.items()}, n)
-    record = {"featureset": featureset, "n_genes": len(out.genes), "n_removed": len(removed),
-              "removed_examples": removed[:_N_EXAMPLES]}
+    record = {
+        "featureset": featureset,
+        "n_genes": len(out.genes),
+        "n_removed": len(removed),
+        "removed_examples": removed[:_N_EXAMPLES],
+    }
     pb = out.pseudobulk.copy()
     pb.uns["removed_genes"] = record
-    return dataclasses.replace(out, pseudobulk=pb), record
+    meta = dict(out.meta)
+    if "targets_missing_from_genes" in meta:
+        meta["targets_missing_from_genes"] = out.targets_missing_from_genes()
+    return dataclasses.replace(out, pseudobulk=pb, meta=meta), record

@@ -32,6 +32,7 @@ of a shuffled cell order and assembled straight into CSR, so memory stays near t
 from __future__ import annotations
 
 import dataclasses
+import gzip
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,116 +43,13 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from perturbench.data.conditions import CTRL, canonical_condition
-from perturbench.data.io import write_h5ad_atomic
+from perturbench.data.io import atomic_path, write_h5ad_atomic
+from perturbench.data.simconfig import INTERACTION_TYPES, MT_GENES, SIMULATION_PRESETS, SimulationConfig
 
-MT_GENES = ("MT-ND1", "MT-ND2", "MT-CO1", "MT-CO2", "MT-ATP8", "MT-ATP6", "MT-CO3",
-            "MT-ND3", "MT-ND4L", "MT-ND4", "MT-ND5", "MT-ND6", "MT-CYB")
-INTERACTION_TYPES = ("additive", "synergistic", "buffering", "epistatic")
+__all__ = ["INTERACTION_TYPES", "MT_GENES", "SIMULATION_PRESETS", "SimulationConfig", "gene2go_table",
+           "propagate", "propagate_series", "simulate", "write_simulated"]
 _CHUNK_CELLS = 2048  # cells per generation block; part of the definition of the output for a seed
 _REGULAR, _MT, _RIBO = 0, 1, 2
-
-
-@dataclass(frozen=True)
-class SimulationConfig:
-    """Parameters of :func:`simulate`; the defaults are the demo preset (symbols: module docstring)."""
-
-    n_genes: int = 300  # measured genes G, MT- and RPS/RPL included
-    n_perturbed_genes: int = 24  # genes targeted by guides (measured, never MT-/RPS/RPL)
-    n_singles: int = 24  # single-gene conditions: the first n_singles perturbed genes
-    n_combos: int = 60  # two-gene conditions; together they cover every perturbed gene
-    cells_per_condition: int = 40  # cells of each perturbation condition
-    n_ctrl_cells: int = 400  # control cells
-    n_mt_genes: int = 13  # MT- genes, at most the 13 mitochondrial protein-coding genes
-    n_ribo_genes: int = 40  # RPS/RPL genes
-    mt_fraction: float = 0.05  # share of a control cell's expected counts on MT- genes (s = 0)
-    ribo_fraction: float = 0.2  # share on RPS/RPL genes (s = 0)
-    baseline_sd: float = 1.2  # sd of the baseline log-rates b_g of the other genes
-    grn_density: float = 0.06  # P(edge j→g) for a regulator j and a GRN target g
-    regulator_fraction: float = 0.7  # share of perturbed genes that regulate others
-    background_regulator_fraction: float = 0.05  # share of the other genes that regulate others
-    grn_strength: float = 0.6  # edge weights |W[g, j]| ~ grn_strength · U(0.5, 1), random sign
-    cascade_gain: float = 0.7  # cap on a regulator's summed |W| onto other regulators
-    direct_effect: float = 1.5  # median |e_t| of a guide on its target's log-rate
-    direct_effect_sd: float = 0.4  # sd of log |e_t| across targets
-    activation_fraction: float = 0.5  # share of targets activated (CRISPRa) instead of knocked down
-    frac_synergistic: float = 0.2  # share of combos per planted interaction type;
-    frac_buffering: float = 0.2  # the remainder is additive
-    frac_epistatic: float = 0.2
-    synergy_range: tuple[float, float] = (1.6, 2.4)  # c of synergistic combos, U(lo, hi)
-    buffering_range: tuple[float, float] = (0.2, 0.6)  # c of buffering combos
-    epistasis_range: tuple[float, float] = (0.0, 0.2)  # weight c of the masked gene
-    stress_strength: float = 0.6  # stress loading λ on MT- genes (−λ/2 on RPS/RPL)
-    stress_leak_sd: float = 0.05  # sd of λ_g on the other genes
-    stress_shift_fraction: float = 0.3  # share of perturbed genes that shift the stress mean
-    stress_shift: float = 1.0  # their shift m ~ stress_shift · U(0.5, 1.5)
-    stress_depth_coupling: float = 0.1  # log library size falls by this per unit of stress
-    depth_mean: float = 2000.0  # mean library size (UMIs over the measured genes)
-    depth_sd: float = 0.3  # sd of log library size
-    nb_theta: float = 4.0  # negative-binomial inverse dispersion θ (var = μ + μ²/θ)
-    cell_type: str = "simulated"  # obs['cell_type']
-    store_truth_deltas: bool = True  # store uns['truth']['delta'] (conditions × genes)
-    seed: int = 0  # numpy default_rng seed
-
-    def __post_init__(self) -> None:
-        _validate(self)
-
-    @classmethod
-    def demo(cls, **overrides: object) -> SimulationConfig:
-        """~300 genes, 24 singles + 60 combos, ~3.8k cells: the demo benchmark runs in minutes."""
-        return dataclasses.replace(cls(), **overrides)
-
-    @classmethod
-    def norman_sized(cls, **overrides: object) -> SimulationConfig:
-        """Norman-2019-sized CRISPRa screen: ~91k cells × 5,000 genes, 105 singles + 131 combos."""
-        base = cls(n_genes=5000, n_perturbed_genes=112, n_singles=105, n_combos=131,
-                   cells_per_condition=350, n_ctrl_cells=8400, n_ribo_genes=80,
-                   grn_density=0.01, activation_fraction=1.0, depth_mean=8000.0,
-                   store_truth_deltas=False)
-        return dataclasses.replace(base, **overrides)
-
-    @classmethod
-    def k562_sized(cls, **overrides: object) -> SimulationConfig:
-        """Replogle-K562-sized CRISPRi screen: 2,000 singles × 78 cells + 4,000 ctrl = 160k × 5,000."""
-        base = cls(n_genes=5000, n_perturbed_genes=2000, n_singles=2000, n_combos=0,
-                   cells_per_condition=78, n_ctrl_cells=4000, n_ribo_genes=80,
-                   grn_density=0.006, regulator_fraction=0.5, activation_fraction=0.0,
-                   depth_mean=6000.0, store_truth_deltas=False)
-        return dataclasses.replace(base, **overrides)
-
-    @property
-    def n_regular_genes(self) -> int:
-        return self.n_genes - self.n_mt_genes - self.n_ribo_genes
-
-
-def _validate(cfg: SimulationConfig) -> None:
-    def need(ok: bool, field: str, why: str) -> None:
-        if not ok:
-            raise ValueError(f"SimulationConfig.{field}={getattr(cfg, field)!r}: {why}")
-
-    for name in ("n_genes", "cells_per_condition", "n_ctrl_cells", "n_perturbed_genes"):
-        need(getattr(cfg, name) >= 1, name, "must be >= 1")
-    need(0 <= cfg.n_mt_genes <= len(MT_GENES), "n_mt_genes", f"must be in [0, {len(MT_GENES)}]")
-    need(cfg.n_ribo_genes >= 0, "n_ribo_genes", "must be >= 0")
-    need(cfg.n_perturbed_genes <= cfg.n_regular_genes, "n_perturbed_genes",
-         f"exceeds the {cfg.n_regular_genes} genes that are neither MT- nor RPS/RPL")
-    need(0 <= cfg.n_singles <= cfg.n_perturbed_genes, "n_singles", "must be in [0, n_perturbed_genes]")
-    n_pairs = cfg.n_perturbed_genes * (cfg.n_perturbed_genes - 1) // 2
-    need(0 <= cfg.n_combos <= n_pairs, "n_combos", f"must be in [0, {n_pairs}] (distinct gene pairs)")
-    need(cfg.n_perturbed_genes - cfg.n_singles <= 2 * cfg.n_combos, "n_combos",
-         "too few combos to cover the perturbed genes that have no single")
-    for name in ("frac_synergistic", "frac_buffering", "frac_epistatic", "regulator_fraction",
-                 "background_regulator_fraction", "activation_fraction", "stress_shift_fraction",
-                 "grn_density", "mt_fraction", "ribo_fraction"):
-        need(0.0 <= getattr(cfg, name) <= 1.0, name, "must be in [0, 1]")
-    need(cfg.frac_synergistic + cfg.frac_buffering + cfg.frac_epistatic <= 1.0, "frac_epistatic",
-         "frac_synergistic + frac_buffering + frac_epistatic must be <= 1")
-    need(cfg.mt_fraction + cfg.ribo_fraction < 1.0, "ribo_fraction", "mt_fraction + ribo_fraction must be < 1")
-    need(0.0 <= cfg.cascade_gain < 1.0, "cascade_gain", "must be in [0, 1) so cascades decay")
-    for name in ("synergy_range", "buffering_range", "epistasis_range"):
-        lo, hi = getattr(cfg, name)
-        need(0.0 <= lo <= hi, name, "must be (lo, hi) with 0 <= lo <= hi")
-    for name in ("depth_mean", "nb_theta", "direct_effect"):
-        need(getattr(cfg, name) > 0, name, "must be > 0")
 
 
 @dataclass(frozen=True)
@@ -233,7 +131,7 @@ def _combos(cfg: SimulationConfig, rng: np.random.Generator) -> list[tuple[int, 
     """Distinct ordered pairs of perturbed-gene positions covering every gene without a single."""
     n, pairs, seen = cfg.n_perturbed_genes, [], set()
     for a in range(cfg.n_singles, n):
-        if a not in {x for p in pairs for x in p}:
+        if not any(a in pair for pair in seen):
             b = int(rng.choice(np.delete(np.arange(n), a)))
             pairs.append((a, b))
             seen.add(frozenset((a, b)))
@@ -265,7 +163,7 @@ def _combo_deltas(cfg: SimulationConfig, single: np.ndarray, genes: np.ndarray,
     """Combo pairs, their deltas ``(n_combos, G)`` and the interaction table."""
     pairs = _combos(cfg, rng)
     types, coef = _interactions(cfg, len(pairs), rng)
-    dominant = np.array([p[int(rng.integers(2))] for p in pairs], dtype=int).reshape(-1)
+    dominant = np.array([p[int(rng.integers(2))] for p in pairs], dtype=int)
     out = np.empty((len(pairs), single.shape[1]))
     for i, (a, b) in enumerate(pairs):
         if types[i] == "epistatic":
@@ -280,6 +178,13 @@ def _combo_deltas(cfg: SimulationConfig, single: np.ndarray, genes: np.ndarray,
     return pairs, out, table
 
 
+def _share(n: int, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Boolean mask with exactly ``round(fraction · n)`` True entries at random positions."""
+    mask = np.zeros(n, dtype=bool)
+    mask[rng.choice(n, size=int(round(fraction * n)), replace=False)] = True
+    return mask
+
+
 def _design(cfg: SimulationConfig, rng: np.random.Generator) -> _Design:
     names, kind = _gene_names(cfg, rng)
     baseline = _baseline(cfg, kind, rng)
@@ -287,7 +192,7 @@ def _design(cfg: SimulationConfig, rng: np.random.Generator) -> _Design:
     by_expr = regular[np.argsort(-baseline[regular], kind="stable")]
     pool = by_expr[: max(cfg.n_perturbed_genes, regular.size // 2)]
     perturbed = rng.choice(pool, size=cfg.n_perturbed_genes, replace=False)
-    is_reg = rng.random(perturbed.size) < cfg.regulator_fraction
+    is_reg = _share(perturbed.size, cfg.regulator_fraction, rng)
     others = np.setdiff1d(regular, perturbed)
     background = others[rng.random(others.size) < cfg.background_regulator_fraction]
     W = _grn(cfg, np.concatenate([perturbed[is_reg], background]), regular, rng)
@@ -298,7 +203,7 @@ def _design(cfg: SimulationConfig, rng: np.random.Generator) -> _Design:
     single = propagate(W, effects).T  # (n_perturbed, G)
     pert_names = names[perturbed]
     pairs, combo_delta, table = _combo_deltas(cfg, single, pert_names, rng)
-    shifted = rng.random(perturbed.size) < cfg.stress_shift_fraction
+    shifted = _share(perturbed.size, cfg.stress_shift_fraction, rng)
     gene_shift = shifted * cfg.stress_shift * rng.uniform(0.5, 1.5, perturbed.size)
     loading = np.where(kind == _MT, cfg.stress_strength,
                        np.where(kind == _RIBO, -cfg.stress_strength / 2,
@@ -330,27 +235,38 @@ def _cell_block(cfg: SimulationConfig, d: _Design, labels: np.ndarray,
     return data, cols.astype(np.int32), np.bincount(rows, minlength=labels.size)
 
 
+def _append(buf: np.ndarray, offset: int, values: np.ndarray) -> np.ndarray:
+    """Write ``values`` at ``offset``, growing ``buf`` in place (realloc: no second copy held)."""
+    end = offset + values.size
+    if end > buf.size:
+        buf.resize(max(end, int(buf.size * 1.25)), refcheck=False)
+    buf[offset:end] = values
+    return buf
+
+
 def _cells(cfg: SimulationConfig, d: _Design, rng: np.random.Generator) -> tuple[sp.csr_matrix, np.ndarray]:
     """All cells in a shuffled order, assembled block by block into one CSR matrix."""
-    sizes = [cfg.n_ctrl_cells] + [cfg.cells_per_condition] * (len(d.gears) - 1)
+    sizes = [cfg.n_ctrl_cells] + [cfg.cells_per_condition] * cfg.n_conditions
     labels = rng.permutation(np.repeat(np.arange(len(d.gears)), sizes))
-    parts, row_nnz = [], []
+    n_blocks = -(-labels.size // _CHUNK_CELLS)
+    data, indices = np.empty(0, np.float32), np.empty(0, np.int32)
+    row_nnz, offset = [], 0
     for start in range(0, labels.size, _CHUNK_CELLS):
-        data, cols, per_row = _cell_block(cfg, d, labels[start : start + _CHUNK_CELLS], rng)
-        parts.append((data, cols))
-        row_nnz.append(per_row)
-    indptr = np.concatenate([[0], np.cumsum(np.concatenate(row_nnz))]).astype(np.int64)
-    data = np.empty(indptr[-1], dtype=np.float32)
-    indices = np.empty(indptr[-1], dtype=np.int32)
-    offset = 0
-    while parts:
-        block_data, block_cols = parts.pop(0)
-        data[offset : offset + block_data.size] = block_data
-        indices[offset : offset + block_data.size] = block_cols
+        block_data, block_cols, per_row = _cell_block(cfg, d, labels[start : start + _CHUNK_CELLS], rng)
+        if start == 0:  # first guess at the total size: this block's nnz times the block count
+            data.resize(int(block_data.size * n_blocks * 1.05) + 1, refcheck=False)
+            indices.resize(data.size, refcheck=False)
+        data = _append(data, offset, block_data)
+        indices = _append(indices, offset, block_cols)
         offset += block_data.size
-    if indptr[-1] < np.iinfo(np.int32).max:
-        indptr = indptr.astype(np.int32)
-    return sp.csr_matrix((data, indices, indptr), shape=(labels.size, cfg.n_genes)), labels
+        row_nnz.append(per_row)
+    data.resize(offset, refcheck=False)
+    indices.resize(offset, refcheck=False)
+    indptr = np.concatenate([[0], np.cumsum(np.concatenate(row_nnz))])
+    index_dtype = np.int32 if offset < np.iinfo(np.int32).max else np.int64
+    X = sp.csr_matrix((data, indices.astype(index_dtype, copy=False), indptr.astype(index_dtype)),
+                      shape=(labels.size, cfg.n_genes))
+    return X, labels
 
 
 def _uns(cfg: SimulationConfig, d: _Design) -> dict:
@@ -360,7 +276,8 @@ def _uns(cfg: SimulationConfig, d: _Design) -> dict:
              "baseline_log_rate": d.baseline, "stress_loading": d.loading, "W": d.W}
     if cfg.store_truth_deltas:
         truth["delta"] = d.delta
-    return {"interactions": d.interactions, "truth": truth, "simulation": dataclasses.asdict(cfg)}
+    settings = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+    return {"interactions": d.interactions, "truth": truth, "simulation": settings}
 
 
 def simulate(config: SimulationConfig) -> ad.AnnData:
@@ -384,15 +301,43 @@ def simulate(config: SimulationConfig) -> ad.AnnData:
     return ad.AnnData(X=X, obs=obs, var=var, uns=_uns(config, design))
 
 
-def write_simulated(config: SimulationConfig, path: str | Path) -> Path:
-    """Simulate ``config`` and write it atomically to ``path`` (h5ad); return the path."""
+def gene2go_table(adata: ad.AnnData, *, module_size: int = 25) -> pd.DataFrame:
+    """GO-like annotations of a simulated screen in the gene2go layout (``entrez symbol go_id
+    evidence ontology``), so GO-graph models get a prior about the simulated biology.
+
+    Terms: ``SIM:REG:<j>``, regulator ``j`` and its direct targets in the true ``W`` (informative,
+    like a pathway); ``SIM:MOD:<k>``, blocks of ``module_size`` genes in symbol order (the gene
+    order is independent of ``W``, so these are noise, as much of real GO is); ``SIM:MITO`` and
+    ``SIM:RIBO`` for MT- and RPS/RPL genes. Every gene has at least one term.
+    """
+    genes = adata.var_names.astype(str).to_numpy()
+    W = sp.csc_matrix(adata.uns["truth"]["W"])
+    rows: list[tuple[str, str]] = []
+    for j in np.flatnonzero(np.diff(W.indptr)):
+        members = np.concatenate([[j], W.indices[W.indptr[j] : W.indptr[j + 1]]])
+        rows += [(genes[g], f"SIM:REG:{genes[j]}") for g in members]
+    by_name = sorted(genes)
+    for k, start in enumerate(range(0, genes.size, module_size)):
+        rows += [(g, f"SIM:MOD:{k + 1:04d}") for g in by_name[start : start + module_size]]
+    rows += [(g, "SIM:MITO") for g in genes if g.startswith("MT-")]
+    rows += [(g, "SIM:RIBO") for g in genes if g.startswith(("RPL", "RPS"))]
+    table = pd.DataFrame(rows, columns=["symbol", "go_id"]).drop_duplicates()
+    entrez = {g: str(i + 1) for i, g in enumerate(genes)}
+    table.insert(0, "entrez", table["symbol"].map(entrez))
+    return table.assign(evidence="SIM", ontology="Process").reset_index(drop=True)
+
+
+def write_simulated(config: SimulationConfig, path: str | Path, *, go_path: str | Path | None = None) -> Path:
+    """Simulate ``config`` and write it atomically to ``path`` (h5ad); return the path.
+
+    With ``go_path``, also write :func:`gene2go_table` there as gzip TSV (byte-reproducible).
+    """
     path = Path(path)
-    write_h5ad_atomic(simulate(config), path)
+    adata = simulate(config)
+    write_h5ad_atomic(adata, path)
+    if go_path is not None:
+        text = gene2go_table(adata).to_csv(sep="\t", index=False)
+        with atomic_path(go_path) as tmp, open(tmp, "wb") as raw:
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:  # no name/time in header
+                gz.write(text.encode())
     return path
-
-
-SIMULATION_PRESETS: dict[str, SimulationConfig] = {
-    "demo": SimulationConfig.demo(),
-    "norman": SimulationConfig.norman_sized(),
-    "k562": SimulationConfig.k562_sized(),
-}

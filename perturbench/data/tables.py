@@ -58,6 +58,8 @@ class _Table:
 
 
 def _numeric(frame: pd.DataFrame, genes: list[str], source: str) -> np.ndarray:
+    """Gene columns as float64; empty cells and ``NA`` are missing values (NaN)."""
+    frame = frame.replace(["", "NA"], np.nan)
     try:
         return frame.to_numpy(dtype=np.float64)
     except ValueError:
@@ -73,7 +75,9 @@ def _from_frame(frame: pd.DataFrame, columns: list[str], source: str) -> _Table:
     if "condition" not in columns:
         raise DatasetError(f"{source}: columns: no 'condition' column (first columns: {columns[:5]})")
     if "" in columns:
-        raise DatasetError(f"{source}: columns: a column has no name (written with its index? use index=False)")
+        raise DatasetError(
+            f"{source}: columns: a column has no name (written with its index? use index=False)"
+        )
     genes = [c for c in columns if c != "condition"]
     frame = frame.set_axis(range(len(columns)), axis=1)
     gene_cols = [i for i, c in enumerate(columns) if c != "condition"]
@@ -82,7 +86,10 @@ def _from_frame(frame: pd.DataFrame, columns: list[str], source: str) -> _Table:
 
 
 def _read_tsv(path: Path, source: str) -> _Table:
-    raw = pd.read_csv(path, sep="\t", header=None, dtype=str, keep_default_na=False)
+    try:
+        raw = pd.read_csv(path, sep="\t", header=None, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise DatasetError(f"{source}: empty file (expected a header line with 'condition')") from None
     header = [str(c) for c in raw.iloc[0]]
     return _from_frame(raw.iloc[1:].reset_index(drop=True), header, source)
 
@@ -111,7 +118,9 @@ def _read(path: Path, source: str) -> _Table:
         return _read_tsv(path, source)
     if name.endswith(".parquet"):
         return _read_parquet(path, source)
-    raise DatasetError(f"{source}: unsupported table format {path.suffix!r} (use .h5ad, .tsv, .tsv.gz or .parquet)")
+    raise DatasetError(
+        f"{source}: unsupported table format {path.suffix!r} (use .h5ad, .tsv, .tsv.gz or .parquet)"
+    )
 
 
 def _canonical(raw: list[str], where: str) -> list[str]:
@@ -122,7 +131,9 @@ def _canonical(raw: list[str], where: str) -> list[str]:
         except ConditionError as err:
             raise DatasetError(str(err)) from None
         if canon in out:
-            raise DatasetError(f"{where}: conditions {out[canon]!r} and {name!r} are the same perturbation ({canon!r})")
+            raise DatasetError(
+                f"{where}: conditions {out[canon]!r} and {name!r} are the same perturbation ({canon!r})"
+            )
         out[canon] = name
     return list(out)
 
@@ -133,11 +144,13 @@ def _validate(table: _Table, conditions: list[str], source: str) -> None:
         dups = sorted(set(genes[genes.duplicated()]))
         raise DatasetError(f"{source}: genes: duplicate gene names {dups[:5]}")
     if CTRL not in conditions:
-        raise DatasetError(f"{source}: {table.where}: no {CTRL!r} row; add the control row "
-                           f"(all zeros for effects relative to control)")
-    bad = ~np.isfinite(table.x).all(axis=1)
-    if bad.any():
-        raise DatasetError(f"{source}: values: NaN or inf in conditions {[table.conditions[i] for i in np.flatnonzero(bad)][:5]}")
+        raise DatasetError(
+            f"{source}: {table.where}: no {CTRL!r} row; add the control row "
+            f"(all zeros for effects relative to control)"
+        )
+    bad = [table.conditions[i] for i in np.flatnonzero(~np.isfinite(table.x).all(axis=1))]
+    if bad:
+        raise DatasetError(f"{source}: values: NaN or inf in conditions {bad[:5]}")
 
 
 def _dataset(table: _Table, *, name: str, source: str, delta_only: bool | None) -> PerturbDataset:
@@ -146,16 +159,23 @@ def _dataset(table: _Table, *, name: str, source: str, delta_only: bool | None) 
     ctrl_zero = bool(np.all(table.x[conditions.index(CTRL)] == 0))
     order = [CTRL] + sorted(c for c in conditions if c != CTRL)
     rows = pd.Index(conditions).get_indexer(order)
-    n_cells = np.zeros(len(rows), dtype=np.int64) if table.n_cells is None else table.n_cells[rows].astype(np.int64)
-    pb = ad.AnnData(table.x[rows], obs=pd.DataFrame({"n_cells": n_cells}, index=order),
-                    var=pd.DataFrame(index=table.genes))
+    n_cells = (
+        np.zeros(len(rows), dtype=np.int64) if table.n_cells is None else table.n_cells[rows].astype(np.int64)
+    )
+    pb = ad.AnnData(
+        table.x[rows],
+        obs=pd.DataFrame({"n_cells": n_cells}, index=order),
+        var=pd.DataFrame(index=table.genes),
+    )
     pb.uns.update(table.uns)
     ds = PerturbDataset(name, pb, None, ctrl_zero if delta_only is None else delta_only, source, {})
     ds.meta["targets_missing_from_genes"] = ds.targets_missing_from_genes()
     return annotate_de(ds)
 
 
-def read_pseudobulk_table(path: str | os.PathLike[str], *, name: str, delta_only: bool | None = None) -> PerturbDataset:
+def read_pseudobulk_table(
+    path: str | os.PathLike[str], *, name: str, delta_only: bool | None = None
+) -> PerturbDataset:
     """Read a pseudobulk table (format: module docstring) into an annotated dataset.
 
     ``delta_only=None`` detects delta-only tables by their all-zero ``ctrl`` row; ``True`` with a
@@ -182,15 +202,24 @@ def norman_npz_to_pseudobulk(npz_path: str | os.PathLike[str], out_path: str | o
         x = np.vstack([archive["lfc_s"], archive["lfc_d"]]).astype(np.float32)
         genes = [str(g) for g in archive["genes_hvg"]]
     if x.shape != (len(labels), len(genes)):
-        raise DatasetError(f"{source}: lfc_s/lfc_d: shape {x.shape} does not match {len(labels)} labels × {len(genes)} genes")
-    table = _Table([CTRL] + labels, genes, np.vstack([np.zeros((1, len(genes)), np.float32), x]),
-                   "sing_labels/doub_labels")
+        raise DatasetError(
+            f"{source}: lfc_s/lfc_d: shape {x.shape} does not match "
+            f"{len(labels)} labels × {len(genes)} genes"
+        )
+    table = _Table(
+        [CTRL] + labels,
+        genes,
+        np.vstack([np.zeros((1, len(genes)), np.float32), x]),
+        "sing_labels/doub_labels",
+    )
     conditions = _canonical(table.conditions, f"{source}: {table.where}")
     _validate(table, conditions, source)
     order = [CTRL] + sorted(conditions[1:])
-    pb = ad.AnnData(table.x[pd.Index(conditions).get_indexer(order)],
-                    obs=pd.DataFrame({"n_cells": np.zeros(len(order), dtype=np.int64)}, index=order),
-                    var=pd.DataFrame(index=genes))
+    pb = ad.AnnData(
+        table.x[pd.Index(conditions).get_indexer(order)],
+        obs=pd.DataFrame({"n_cells": np.zeros(len(order), dtype=np.int64)}, index=order),
+        var=pd.DataFrame(index=genes),
+    )
     PerturbDataset("norman2019", pb, None, True, source, {})  # validate before writing
     write_h5ad_atomic(pb, out_path)
     return Path(out_path)

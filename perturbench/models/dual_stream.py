@@ -93,7 +93,7 @@ class DualStreamMambaModel:
         go = context.go_graph if context.go_graph is not None else coexpr
         seen = {g for ds in (train, context.val) if ds is not None for c in ds.conditions for g in targets(c)}
         vocab = tuple(sorted(set(self.genes) | set(go.genes) | seen))
-        self.encoder = Encoder(tuple(self.genes), vocab, PriorTable.from_deltas(train.conditions, deltas))
+        self.encoder = Encoder(tuple(self.genes), vocab, PriorTable.from_deltas(train.conditions, deltas, self.genes))
         self.net = DualStreamNet(self.config, self._graphs(coexpr, go, vocab)).to(self._device)
 
     def _graphs(self, coexpr: GeneGraph, go: GeneGraph, vocab: tuple[str, ...]) -> NetGraphs:
@@ -205,5 +205,6 @@ class DualStreamMambaModel:
             "ctrl": torch.from_numpy(self.ctrl),
             "prior_fill": torch.from_numpy(prior.fill),
             "prior_singles": {g: torch.from_numpy(v) for g, v in prior.singles.items()},
+            "prior_self_effect": prior.self_effect,
         }
 

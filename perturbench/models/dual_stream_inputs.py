@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -21,30 +22,51 @@ _DENSE_EIGH_MAX = 400  # components up to this size use a dense eigensolver
 
 @dataclass(frozen=True)
 class PriorTable:
-    """Additive prior from training data: ``prior(c) = Σ_{g ∈ targets(c)} δ_g`` where ``δ_g`` is the
-    training single-gene change of ``g`` when known (and not hidden), else ``fill`` = the mean
-    training single-gene change (the mean per-target change ``δ_c / |targets(c)|`` over all training
-    conditions when there are no singles)."""
+    """Additive prior change from training data::
 
+        prior(c) = Σ_{g ∈ targets(c)} p_g,   p_g = δ_g               if g has a training single change
+                                              p_g = fill, with fill[g] = s   otherwise ("hidden" targets)
+
+    ``δ_g`` is the training single-gene change of ``g``; ``fill`` is the mean training single-gene
+    change (without singles: the mean per-target change ``δ_c / |targets(c)|``); ``s`` (applied only
+    when ``g`` is a measured gene) is the mean change of a perturbed gene's own expression over the
+    training singles whose target is measured (0 when there are none).
+    """
+
+    genes: tuple[str, ...]
     singles: dict[str, np.ndarray]
     fill: np.ndarray
+    self_effect: float
 
     @classmethod
-    def from_deltas(cls, conditions: Sequence[str], deltas: np.ndarray) -> PriorTable:
+    def from_deltas(cls, conditions: Sequence[str], deltas: np.ndarray, genes: Sequence[str]) -> PriorTable:
+        index = {g: i for i, g in enumerate(genes)}
         singles = {c: deltas[i] for i, c in enumerate(conditions) if len(targets(c)) == 1}
         if singles:
             fill = np.mean(list(singles.values()), axis=0)
         else:
             fill = np.mean([deltas[i] / max(len(targets(c)), 1) for i, c in enumerate(conditions)], axis=0)
-        return cls(singles, fill)
+        own = [v[index[g]] for g, v in singles.items() if g in index]
+        return cls(tuple(genes), singles, fill, float(np.mean(own)) if own else 0.0)
 
     def hidden_at_prediction(self, condition: str) -> frozenset[str]:
         """Targets of ``condition`` with no training single change (their prior share is ``fill``)."""
         return frozenset(g for g in targets(condition) if g not in self.singles)
 
     def prior(self, condition: str, hidden: Collection[str]) -> np.ndarray:
-        parts = [self.fill if g in hidden or g not in self.singles else self.singles[g] for g in targets(condition)]
-        return np.sum(parts, axis=0) if parts else np.zeros_like(self.fill)
+        out = np.zeros_like(self.fill)
+        for gene in targets(condition):
+            if gene in self.singles and gene not in hidden:
+                out += self.singles[gene]
+                continue
+            out += self.fill
+            if gene in self._index:
+                out[self._index[gene]] += self.self_effect - self.fill[self._index[gene]]
+        return out
+
+    @cached_property
+    def _index(self) -> dict[str, int]:
+        return {g: i for i, g in enumerate(self.genes)}
 
 
 def edge_tensors(graph: GeneGraph, nodes: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,9 +118,13 @@ class Encoder:
     vocab: tuple[str, ...]
     prior: PriorTable
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_gene_pos", {g: i for i, g in enumerate(self.genes)})
-        object.__setattr__(self, "_vocab_pos", {g: i for i, g in enumerate(self.vocab)})
+    @cached_property
+    def _gene_pos(self) -> dict[str, int]:
+        return {g: i for i, g in enumerate(self.genes)}
+
+    @cached_property
+    def _vocab_pos(self) -> dict[str, int]:
+        return {g: i for i, g in enumerate(self.vocab)}
 
     def encode(self, conditions: Sequence[str], hidden: Sequence[Collection[str]], x: np.ndarray) -> NetInput:
         """``x``: (B, G) input expression. Targets outside the vocabulary get no embedding."""

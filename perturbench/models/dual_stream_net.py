@@ -163,12 +163,12 @@ class KnowledgeStream(nn.Module):
         e = config.d_embed
         self.n_tokens = min(config.n_tokens, 1 << max(graphs.n_genes - 1, 0).bit_length())
         self.per_token = math.ceil(graphs.n_genes / self.n_tokens)  # genes per token
-        self.gene_table = nn.Parameter(0.1 * torch.randn(graphs.n_genes, e))
-        self.pert_table = nn.Parameter(0.1 * torch.randn(graphs.n_vocab, e))
+        self.gene_table = nn.Parameter(torch.randn(graphs.n_genes, e))
+        self.pert_table = nn.Parameter(torch.randn(graphs.n_vocab, e))
         self.gene_convs = _gcn_stack(e, e, config.gnn_layers)
         self.pert_convs = _gcn_stack(e, e, config.gnn_layers)
         self.inject = nn.Sequential(nn.Linear(2 * e, e), nn.ReLU(), nn.Linear(e, e))
-        self.flags = nn.Parameter(0.1 * torch.randn(2, e))  # target gene, target hidden from the prior
+        self.flags = nn.Parameter(torch.randn(2, e))  # target gene, target hidden from the prior
         self.tokenize = nn.Linear(self.per_token * e, config.d_model)
         self.encoder = BiMambaEncoder(config.mamba())
         self.detokenize = nn.Linear(config.d_model, self.per_token * e)
@@ -230,7 +230,7 @@ class DualStreamNet(nn.Module):
         self.knowledge = KnowledgeStream(config, graphs)
         self.fusion = GateFusion(config) if config.fusion == "gate" else CrossAttentionFusion(config)
         g, e = graphs.n_genes, config.d_embed
-        self.head_weight = nn.Parameter(torch.randn(2, g, e) / math.sqrt(e))  # μ and log σ² readouts per gene
+        self.head_weight = nn.Parameter(0.01 * torch.randn(2, g, e) / math.sqrt(e))  # μ and log σ² readouts per gene
         self.head_bias = nn.Parameter(torch.zeros(2, g))
 
     def _graphs(self) -> NetGraphs:

@@ -1,0 +1,297 @@
+"""Linear baselines in closed form: ridge, graph-regularised ridge, two-stage, linear embedding.
+
+Notation: X (n_conditions × p) multi-hot design over the p target genes seen in training,
+Δ = Y − c the training deltas (n_conditions × n_genes) with c the control profile, W (p × n_genes).
+
+Intercept: the ridge family fits Δ without an intercept, i.e. the intercept is fixed to the
+control profile c. The design's zero row *is* control, so a condition none of whose targets
+trained is predicted as control, and with λ → 0 and only singles in training the ridge model
+reduces to the additive baseline. (The mean baseline is a separate entry.)
+
+Every solver has a slow reference next to the fast path (``solver="reference"``); the tests
+check that they agree.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+
+from baselines.simple import BaselineError, BaselineModel, multi_hot, require_conditions
+from perturbench.data.conditions import perturbed_genes, targets
+from perturbench.data.contract import PerturbDataset
+from perturbench.graphs import coexpression_graph, laplacian
+from perturbench.models.base import FitContext
+
+Solver = Literal["fast", "reference"]
+GRNSolver = Literal["cg", "eigen", "kronecker"]
+CG_TOL = 1e-12  # relative residual at which the block conjugate-gradient solve stops
+
+
+def _check_config(config: object, positive: Sequence[str] = (), non_negative: Sequence[str] = ()) -> None:
+    for name in positive:
+        if not getattr(config, name) > 0:
+            raise BaselineError(f"{type(config).__name__}.{name} must be > 0, got {getattr(config, name)!r}")
+    for name in non_negative:
+        if not getattr(config, name) >= 0:
+            raise BaselineError(f"{type(config).__name__}.{name} must be >= 0, got {getattr(config, name)!r}")
+    solver = getattr(config, "solver")
+    if solver not in get_args(Solver):
+        raise BaselineError(f"{type(config).__name__}.solver must be one of {get_args(Solver)}, got {solver!r}")
+
+
+# -- solvers ----------------------------------------------------------------------------------
+def ridge_solve(x: np.ndarray, y: np.ndarray, *, lam: float, solver: Solver = "fast") -> np.ndarray:
+    """W = argmin ‖Y − XW‖² + λ‖W‖² = (XᵀX + λI)⁻¹ XᵀY.
+
+    fast: Cholesky of the p × p Gram matrix; reference: least squares on [X; √λ I] W = [Y; 0].
+    """
+    p = x.shape[1]
+    if solver == "fast":
+        return sla.cho_solve(sla.cho_factor(x.T @ x + lam * np.eye(p)), x.T @ y)
+    augmented = np.vstack([x, np.sqrt(lam) * np.eye(p)])
+    target = np.vstack([y, np.zeros((p, y.shape[1]))])
+    return np.linalg.lstsq(augmented, target, rcond=None)[0]
+
+
+def grn_ridge_solve(
+    x: np.ndarray, y: np.ndarray, lap: sp.spmatrix, *, lam: float, gamma: float, solver: GRNSolver = "cg"
+) -> np.ndarray:
+    """W = argmin ‖Y − XW‖² + λ‖W‖² + γ Tr(W L Wᵀ), L the (n_genes × n_genes) output-gene Laplacian.
+
+    Setting the gradient to zero gives the Sylvester equation (XᵀX + λI) W + γ W L = XᵀY. With
+    XᵀX = U diag(s) Uᵀ and W̃ = UᵀW, row i of W̃ solves (γL + (s_i + λ)I) w̃_i = (UᵀXᵀY)_i.
+
+    - ``cg``: those p sparse SPD systems by Jacobi-preconditioned conjugate gradients, all at
+      once (one sparse × dense product per step), to relative residual ``CG_TOL``;
+    - ``eigen``: also diagonalise L = V diag(l) Vᵀ (dense): W = U [(UᵀXᵀYV)_ij / (s_i + λ + γ l_j)] Vᵀ;
+    - ``kronecker``: dense solve of (I ⊗ (XᵀX + λI) + γ Lᵀ ⊗ I) vec(W) = vec(XᵀY) (tiny problems).
+    λ must be > 0 (L is singular).
+    """
+    if not lam > 0:
+        raise BaselineError(f"grn_ridge_solve: lam must be > 0, got {lam!r}")
+    gram, rhs = x.T @ x, x.T @ y
+    if solver == "kronecker":
+        p, n = rhs.shape
+        system = np.kron(np.eye(n), gram + lam * np.eye(p)) + gamma * np.kron(lap.toarray().T, np.eye(p))
+        return np.linalg.solve(system, rhs.reshape(-1, order="F")).reshape(p, n, order="F")
+    s, u = np.linalg.eigh(gram)
+    if solver == "eigen":
+        l, v = np.linalg.eigh(lap.toarray())
+        return u @ ((u.T @ rhs @ v) / (s[:, None] + lam + gamma * l[None, :])) @ v.T
+    return u @ _shifted_cg(sp.csr_matrix(lap) * gamma, s + lam, (u.T @ rhs).T).T
+
+
+def _shifted_cg(a: sp.csr_matrix, shifts: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Solve (A + shifts[j] I) x_j = rhs[:, j] for every column j by Jacobi-preconditioned CG.
+
+    All columns advance together; converged columns (‖r‖ ≤ CG_TOL ‖b‖) leave the active set.
+    """
+    n, m = rhs.shape
+    out = np.zeros((n, m))
+    norms = np.linalg.norm(rhs, axis=0)
+    active = np.flatnonzero(norms > 0)
+    diag = a.diagonal()
+    inv_m = 1.0 / (diag[:, None] + shifts[None, active])
+    r = rhs[:, active].copy()
+    z = inv_m * r
+    d = z.copy()
+    rz = np.einsum("ij,ij->j", r, z)
+    for _ in range(10 * n + 100):
+        if not len(active):
+            return out
+        ad = a @ d + d * shifts[None, active]  # (n, active)
+        alpha = rz / np.einsum("ij,ij->j", d, ad)
+        out[:, active] += alpha * d
+        r -= alpha * ad
+        todo = np.linalg.norm(r, axis=0) > CG_TOL * norms[active]
+        active, r, d, rz, inv_m = active[todo], r[:, todo], d[:, todo], rz[todo], inv_m[:, todo]
+        z = inv_m * r
+        rz_next = np.einsum("ij,ij->j", r, z)
+        d = z + (rz_next / rz) * d
+        rz = rz_next
+    raise BaselineError(f"conjugate gradients did not converge for {len(active)} of {m} systems")
+
+
+def linear_embedding_solve(
+    g: np.ndarray, y: np.ndarray, p: np.ndarray, *, lam: float, solver: Solver = "fast"
+) -> np.ndarray:
+    """W = (GᵀG + λI)⁻¹ Gᵀ Y P (PᵀP + λI)⁻¹ (Ahlmann-Eltze et al. 2024), Y ≈ G W Pᵀ.
+
+    This two-sided ridge solves ((PᵀP + λI) ⊗ (GᵀG + λI)) vec(W) = vec(Gᵀ Y P); the reference
+    solves that Kronecker system densely. With λ = 0 it is the least-squares W.
+    """
+    left, right = g.T @ g + lam * np.eye(g.shape[1]), p.T @ p + lam * np.eye(p.shape[1])
+    rhs = g.T @ y @ p
+    if solver == "reference":
+        vec = np.linalg.solve(np.kron(right, left), rhs.reshape(-1, order="F"))
+        return vec.reshape(rhs.shape, order="F")
+    return np.linalg.solve(right, np.linalg.solve(left, rhs).T).T
+
+
+# -- models -------------------------------------------------------------------------------------
+class _DesignModel(BaselineModel):
+    """Δ̂ = x W with x the multi-hot row over the target genes seen in training."""
+
+    def _fit(self, conditions: list[str], deltas: np.ndarray, *, train: PerturbDataset, context: FitContext) -> None:
+        require_conditions(self.name, conditions, train)
+        self.pert_genes = perturbed_genes(conditions)
+        self.weights = self._solve(multi_hot(conditions, self.pert_genes), deltas, train=train, context=context)
+
+    @abstractmethod
+    def _solve(self, x: np.ndarray, deltas: np.ndarray, *, train: PerturbDataset, context: FitContext) -> np.ndarray:
+        """W (p, n_genes) from the design x (n_conditions, p) and the deltas."""
+
+    def _predict_deltas(self, conditions: list[str]) -> np.ndarray:
+        return multi_hot(conditions, self.pert_genes) @ self.weights
+
+
+@dataclass(frozen=True)
+class RidgeConfig:
+    lam: float = 0.1  # λ: ridge penalty on W
+    solver: Solver = "fast"  # "reference": least squares on the augmented system
+
+    def __post_init__(self) -> None:
+        _check_config(self, positive=("lam",))
+
+
+class RidgeModel(_DesignModel):
+    """Δ̂ = x W, W = (XᵀX + λI)⁻¹ XᵀΔ (intercept fixed to control, see module docstring)."""
+
+    name = "ridge"
+    Config = RidgeConfig
+
+    def _solve(self, x: np.ndarray, deltas: np.ndarray, *, train: PerturbDataset, context: FitContext) -> np.ndarray:
+        return ridge_solve(x, deltas, lam=self.config.lam, solver=self.config.solver)
+
+
+@dataclass(frozen=True)
+class GRNRidgeConfig:
+    lam: float = 0.1  # λ: ridge penalty on W
+    gamma: float = 1.0  # γ: weight of the graph smoothness penalty Tr(W L Wᵀ)
+    solver: Solver = "fast"  # fast: sparse CG per eigen-direction of XᵀX; reference: also eig(L)
+    coexpr_top_k: int = 20  # fallback co-expression graph (no GO graph in the context)
+    coexpr_min_abs_corr: float = 0.3
+
+    def __post_init__(self) -> None:
+        _check_config(self, positive=("lam", "coexpr_top_k"), non_negative=("gamma", "coexpr_min_abs_corr"))
+
+
+def output_laplacian(train: PerturbDataset, context: FitContext, *, top_k: int, min_abs_corr: float) -> sp.csr_matrix:
+    """Laplacian of the gene graph over the dataset's genes.
+
+    ``context.go_graph`` restricted to the dataset genes (genes without GO terms isolated); when it
+    is None, a co-expression graph over the training pseudobulks (ctrl included).
+    """
+    graph = context.go_graph
+    if graph is None:
+        expr = train.expression(list(train.pseudobulk.obs_names))
+        graph = coexpression_graph(expr, train.genes, top_k=top_k, min_abs_corr=min_abs_corr)
+    return laplacian(graph, train.genes)
+
+
+def _grn_solver(solver: Solver) -> GRNSolver:
+    return "cg" if solver == "fast" else "eigen"
+
+
+class GRNRidgeModel(_DesignModel):
+    """Δ̂ = x W, W = argmin ‖Δ − XW‖² + λ‖W‖² + γ Tr(W L Wᵀ) (see :func:`grn_ridge_solve`)."""
+
+    name = "grn_ridge"
+    Config = GRNRidgeConfig
+
+    def _solve(self, x: np.ndarray, deltas: np.ndarray, *, train: PerturbDataset, context: FitContext) -> np.ndarray:
+        cfg = self.config
+        lap = output_laplacian(train, context, top_k=cfg.coexpr_top_k, min_abs_corr=cfg.coexpr_min_abs_corr)
+        return grn_ridge_solve(x, deltas, lap, lam=cfg.lam, gamma=cfg.gamma, solver=_grn_solver(cfg.solver))
+
+
+@dataclass(frozen=True)
+class TwoStageConfig:
+    rank: int = 10  # r: rank of the stage-1 global component
+    lam: float = 0.1  # λ: ridge penalty of both stages
+    gamma: float = 1.0  # γ: graph penalty of stage 2
+    solver: Solver = "fast"
+    coexpr_top_k: int = 20
+    coexpr_min_abs_corr: float = 0.3
+
+    def __post_init__(self) -> None:
+        _check_config(self, positive=("rank", "lam", "coexpr_top_k"), non_negative=("gamma", "coexpr_min_abs_corr"))
+
+
+class TwoStageModel(_DesignModel):
+    """Stage 1: Δ ≈ U_r S_r V_rᵀ (truncated SVD); A = ridge(X, Δ V_r), W₁ = A V_rᵀ (a rank-r
+    response shared across perturbations). Stage 2: W₂ = GRN ridge of the residual Δ − X W₁.
+    Δ̂ = x (W₁ + W₂).
+    """
+
+    name = "two_stage"
+    Config = TwoStageConfig
+
+    def _solve(self, x: np.ndarray, deltas: np.ndarray, *, train: PerturbDataset, context: FitContext) -> np.ndarray:
+        cfg = self.config
+        _, _, vt = np.linalg.svd(deltas, full_matrices=False)
+        basis = vt[: min(cfg.rank, len(vt))].T  # (n_genes, r)
+        w1 = ridge_solve(x, deltas @ basis, lam=cfg.lam, solver=cfg.solver) @ basis.T
+        lap = output_laplacian(train, context, top_k=cfg.coexpr_top_k, min_abs_corr=cfg.coexpr_min_abs_corr)
+        residual = deltas - x @ w1
+        return w1 + grn_ridge_solve(x, residual, lap, lam=cfg.lam, gamma=cfg.gamma, solver=_grn_solver(cfg.solver))
+
+
+@dataclass(frozen=True)
+class LinearEmbeddingConfig:
+    n_components: int = 10  # K: PCA dimensions of the gene embedding G
+    lam: float = 0.1  # λ: two-sided ridge penalty
+    solver: Solver = "fast"  # "reference": dense Kronecker solve
+
+    def __post_init__(self) -> None:
+        _check_config(self, positive=("n_components",), non_negative=("lam",))
+
+
+class LinearEmbeddingModel(BaselineModel):
+    """Ahlmann-Eltze, Huber & Anders (2024) linear baseline: Y ≈ G W Pᵀ + b.
+
+    Y (genes × training conditions) = training pseudobulk expression (ctrl excluded); b = its
+    row means; G = PCA scores of the genes (rows of Y, columns centred, as R's ``prcomp``), top
+    K; P = perturbation embedding, row of condition k = Σ over its targets of that gene's row of
+    G (a target that is not a measured gene adds 0, so an unmeasured target is predicted as b).
+    W by :func:`linear_embedding_solve`. Prediction ŷ = b + G W p.
+    """
+
+    name = "linear_embedding"
+    Config = LinearEmbeddingConfig
+
+    def _fit(self, conditions: list[str], deltas: np.ndarray, *, train: PerturbDataset, context: FitContext) -> None:
+        require_conditions(self.name, conditions, train)
+        assert self.ctrl is not None
+        y = (deltas + self.ctrl).T  # (genes, conditions)
+        self.offset = y.mean(axis=1)
+        centred = y - y.mean(axis=0)
+        u, s, _ = np.linalg.svd(centred, full_matrices=False)
+        k = min(self.config.n_components, len(s))
+        self.embedding = u[:, :k] * s[:k]  # G (genes, K)
+        p = self._pert_embedding(conditions)
+        residual = y - self.offset[:, None]
+        self.weights = linear_embedding_solve(self.embedding, residual, p, lam=self.config.lam, solver=self.config.solver)
+
+    def _pert_embedding(self, conditions: list[str]) -> np.ndarray:
+        """P (n_conditions, K): sum of the targets' rows of G (0 for unmeasured targets)."""
+        assert self.genes is not None
+        index = {g: i for i, g in enumerate(self.genes)}
+        p = np.zeros((len(conditions), self.embedding.shape[1]))
+        for i, cond in enumerate(conditions):
+            for gene in targets(cond):
+                if gene in index:
+                    p[i] += self.embedding[index[gene]]
+        return p
+
+    def _predict_deltas(self, conditions: list[str]) -> np.ndarray:
+        assert self.ctrl is not None
+        pred = self.offset[:, None] + self.embedding @ self.weights @ self._pert_embedding(conditions).T
+        return pred.T - self.ctrl

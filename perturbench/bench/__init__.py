@@ -1,0 +1,1 @@
+"""Cost benchmarks: each module has ``run(out_dir) -> pandas.DataFrame`` and writes ``<out_dir>/<name>.tsv``."""
