@@ -18,6 +18,7 @@ from baselines.linear import (
     linear_embedding_solve,
     output_laplacian,
     ridge_solve,
+    top_eigenvectors,
 )
 from baselines.simple import AdditiveModel, BaselineError, BaselineModel, ControlModel, MeanModel, NoParams, multi_hot
 
@@ -41,4 +42,5 @@ __all__ = [
     "multi_hot",
     "output_laplacian",
     "ridge_solve",
+    "top_eigenvectors",
 ]

@@ -90,10 +90,12 @@ class GEARSConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"GEARSConfig.{name}: expected an integer >= 1, got {value!r}")
-        for name in ("lr", "weight_decay", "min_weight"):
+        for name, positive in (("lr", True), ("weight_decay", False), ("min_weight", False)):
             value = getattr(self, name)
-            if not isinstance(value, int | float) or not np.isfinite(value) or value < 0 or (name == "lr" and value == 0):
-                raise ValueError(f"GEARSConfig.{name}: expected a finite number >= 0 (lr > 0), got {value!r}")
+            ok = isinstance(value, int | float) and bool(np.isfinite(value)) and (value > 0 if positive else value >= 0)
+            if not ok:
+                bound = "> 0" if positive else ">= 0"
+                raise ValueError(f"GEARSConfig.{name}: expected a finite number {bound}, got {value!r}")
         if self.go_graph not in GO_GRAPH_KINDS:
             raise ValueError(f"GEARSConfig.go_graph: expected one of {GO_GRAPH_KINDS}, got {self.go_graph!r}")
 
@@ -216,7 +218,8 @@ class GEARSModel:
                              "or pass FitContext(go_table=...)")
         return Path(path)
 
-    def _usable(self, train_conds: Sequence[str], val_conds: Sequence[str], nodes: set[str]) -> tuple[list, list]:
+    def _usable(self, train_conds: Sequence[str], val_conds: Sequence[str],
+                nodes: set[str]) -> tuple[list[str], list[str]]:
         self.dropped = {}
         kept: dict[str, list[str]] = {"train": [], "val": []}
         for part, conds in (("train", train_conds), ("val", val_conds)):
@@ -270,7 +273,8 @@ class GEARSModel:
 
 def _require_cells(train: PerturbDataset) -> ad.AnnData:
     if train.cells is None:
-        raise DatasetError(f"{train.source}: GEARS needs cell-level data, but dataset {train.name!r} is pseudobulk-only")
+        raise DatasetError(f"{train.source}: GEARS needs cell-level data, "
+                           f"but dataset {train.name!r} is pseudobulk-only")
     if train.cells.n_vars < N_DE:
         raise DatasetError(f"{train.source}: GEARS needs at least {N_DE} genes (it scores the top-{N_DE} "
                            f"DE genes), dataset {train.name!r} has {train.cells.n_vars}")

@@ -17,7 +17,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 import scipy.linalg as sla
@@ -34,14 +34,14 @@ GRNSolver = Literal["cg", "eigen", "kronecker"]
 CG_TOL = 1e-12  # relative residual at which the block conjugate-gradient solve stops
 
 
-def _check_config(config: object, positive: Sequence[str] = (), non_negative: Sequence[str] = ()) -> None:
+def _check_config(config: Any, positive: Sequence[str] = (), non_negative: Sequence[str] = ()) -> None:
     for name in positive:
         if not getattr(config, name) > 0:
             raise BaselineError(f"{type(config).__name__}.{name} must be > 0, got {getattr(config, name)!r}")
     for name in non_negative:
         if not getattr(config, name) >= 0:
             raise BaselineError(f"{type(config).__name__}.{name} must be >= 0, got {getattr(config, name)!r}")
-    solver = getattr(config, "solver")
+    solver = config.solver
     if solver not in get_args(Solver):
         raise BaselineError(f"{type(config).__name__}.solver must be one of {get_args(Solver)}, got {solver!r}")
 
@@ -83,8 +83,8 @@ def grn_ridge_solve(
         return np.linalg.solve(system, rhs.reshape(-1, order="F")).reshape(p, n, order="F")
     s, u = np.linalg.eigh(gram)
     if solver == "eigen":
-        l, v = np.linalg.eigh(lap.toarray())
-        return u @ ((u.T @ rhs @ v) / (s[:, None] + lam + gamma * l[None, :])) @ v.T
+        ell, v = np.linalg.eigh(lap.toarray())
+        return u @ ((u.T @ rhs @ v) / (s[:, None] + lam + gamma * ell[None, :])) @ v.T
     return u @ _shifted_cg(sp.csr_matrix(lap) * gamma, s + lam, (u.T @ rhs).T).T
 
 
@@ -135,6 +135,17 @@ def linear_embedding_solve(
     return np.linalg.solve(right, np.linalg.solve(left, rhs).T).T
 
 
+def top_eigenvectors(gram: np.ndarray, k: int) -> np.ndarray:
+    """Eigenvectors of the symmetric ``gram`` for its min(k, n) largest eigenvalues, as columns.
+
+    For M with few rows (or columns) the top-k singular subspace comes from the small Gram
+    matrix M Mᵀ (or MᵀM): far cheaper than an SVD of M, and exact up to rounding for the
+    leading components.
+    """
+    _, vecs = np.linalg.eigh(gram)
+    return vecs[:, ::-1][:, : min(k, gram.shape[0])]
+
+
 # -- models -------------------------------------------------------------------------------------
 class _DesignModel(BaselineModel):
     """Δ̂ = x W with x the multi-hot row over the target genes seen in training."""
@@ -154,6 +165,8 @@ class _DesignModel(BaselineModel):
 
 @dataclass(frozen=True)
 class RidgeConfig:
+    """Hyper-parameters of :class:`RidgeModel`."""
+
     lam: float = 0.1  # λ: ridge penalty on W
     solver: Solver = "fast"  # "reference": least squares on the augmented system
 
@@ -173,6 +186,8 @@ class RidgeModel(_DesignModel):
 
 @dataclass(frozen=True)
 class GRNRidgeConfig:
+    """Hyper-parameters of :class:`GRNRidgeModel`."""
+
     lam: float = 0.1  # λ: ridge penalty on W
     gamma: float = 1.0  # γ: weight of the graph smoothness penalty Tr(W L Wᵀ)
     solver: Solver = "fast"  # fast: sparse CG per eigen-direction of XᵀX; reference: also eig(L)
@@ -214,6 +229,8 @@ class GRNRidgeModel(_DesignModel):
 
 @dataclass(frozen=True)
 class TwoStageConfig:
+    """Hyper-parameters of :class:`TwoStageModel`."""
+
     rank: int = 10  # r: rank of the stage-1 global component
     lam: float = 0.1  # λ: ridge penalty of both stages
     gamma: float = 1.0  # γ: graph penalty of stage 2
@@ -228,7 +245,8 @@ class TwoStageConfig:
 class TwoStageModel(_DesignModel):
     """Stage 1: Δ ≈ U_r S_r V_rᵀ (truncated SVD); A = ridge(X, Δ V_r), W₁ = A V_rᵀ (a rank-r
     response shared across perturbations). Stage 2: W₂ = GRN ridge of the residual Δ − X W₁.
-    Δ̂ = x (W₁ + W₂).
+    Δ̂ = x (W₁ + W₂). W₁ depends on V_r only through its span, taken as an orthonormal basis of
+    Δᵀ U_r with U_r the top eigenvectors of ΔΔᵀ.
     """
 
     name = "two_stage"
@@ -236,8 +254,7 @@ class TwoStageModel(_DesignModel):
 
     def _solve(self, x: np.ndarray, deltas: np.ndarray, *, train: PerturbDataset, context: FitContext) -> np.ndarray:
         cfg = self.config
-        _, _, vt = np.linalg.svd(deltas, full_matrices=False)
-        basis = vt[: min(cfg.rank, len(vt))].T  # (n_genes, r)
+        basis = np.linalg.qr(deltas.T @ top_eigenvectors(deltas @ deltas.T, cfg.rank))[0]  # (n_genes, r): span of V_r
         w1 = ridge_solve(x, deltas @ basis, lam=cfg.lam, solver=cfg.solver) @ basis.T
         lap = output_laplacian(train, context, top_k=cfg.coexpr_top_k, min_abs_corr=cfg.coexpr_min_abs_corr)
         residual = deltas - x @ w1
@@ -246,6 +263,8 @@ class TwoStageModel(_DesignModel):
 
 @dataclass(frozen=True)
 class LinearEmbeddingConfig:
+    """Hyper-parameters of :class:`LinearEmbeddingModel`."""
+
     n_components: int = 10  # K: PCA dimensions of the gene embedding G
     lam: float = 0.1  # λ: two-sided ridge penalty
     solver: Solver = "fast"  # "reference": dense Kronecker solve
@@ -273,12 +292,10 @@ class LinearEmbeddingModel(BaselineModel):
         y = (deltas + self.ctrl).T  # (genes, conditions)
         self.offset = y.mean(axis=1)
         centred = y - y.mean(axis=0)
-        u, s, _ = np.linalg.svd(centred, full_matrices=False)
-        k = min(self.config.n_components, len(s))
-        self.embedding = u[:, :k] * s[:k]  # G (genes, K)
+        self.embedding = centred @ top_eigenvectors(centred.T @ centred, self.config.n_components)  # G = U_K S_K
         p = self._pert_embedding(conditions)
-        residual = y - self.offset[:, None]
-        self.weights = linear_embedding_solve(self.embedding, residual, p, lam=self.config.lam, solver=self.config.solver)
+        lam, solver = self.config.lam, self.config.solver
+        self.weights = linear_embedding_solve(self.embedding, y - self.offset[:, None], p, lam=lam, solver=solver)
 
     def _pert_embedding(self, conditions: list[str]) -> np.ndarray:
         """P (n_conditions, K): sum of the targets' rows of G (0 for unmeasured targets)."""

@@ -54,6 +54,7 @@ class BaselineModel(ABC):
         deltas = self._predict_deltas(conditions).reshape(len(conditions), len(self.genes))
         return Prediction(self.name, conditions, list(self.genes), self.ctrl[None, :] + deltas)
 
+    @abstractmethod
     def _fit(self, conditions: list[str], deltas: np.ndarray, *, train: PerturbDataset, context: FitContext) -> None:
         """Learn from training deltas (n_conditions, n_genes); ``conditions`` excludes ctrl."""
 
@@ -92,6 +93,9 @@ class ControlModel(BaselineModel):
     """ŷ = c: every condition is predicted to look like control."""
 
     name = "control"
+
+    def _fit(self, conditions: list[str], deltas: np.ndarray, *, train: PerturbDataset, context: FitContext) -> None:
+        """Nothing to learn beyond the control profile."""
 
     def _predict_deltas(self, conditions: list[str]) -> np.ndarray:
         assert self.genes is not None

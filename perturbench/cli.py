@@ -34,7 +34,7 @@ def _optional_path(text: str) -> Path | None:
 def _cmd_simulate(a: argparse.Namespace) -> None:
     from perturbench import pipeline
 
-    pipeline.simulate(a.preset, a.params, a.out)
+    pipeline.simulate(a.preset, a.params, a.out, go_out=a.go_out)
 
 
 def _cmd_download(a: argparse.Namespace) -> None:
@@ -106,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--preset", default="demo")
     s.add_argument("--params", type=_json, default={})
     s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--go-out", type=_optional_path, default=None, help="also write its GO-like annotation table")
     s.set_defaults(func=_cmd_simulate)
 
     s = sub.add_parser("download", help="download a file with resume, retries and checksum")

@@ -63,7 +63,7 @@ def load_source(name: str, spec: dict[str, Any], *, inputs: list[Path], workdir:
     raise ValueError(f"dataset {name!r}: unknown source {source!r}")
 
 
-def simulate(preset: str, params: dict[str, Any], out: Path) -> None:
+def simulate(preset: str, params: dict[str, Any], out: Path, *, go_out: Path | None = None) -> None:
     """Write a simulated GEARS-format dataset (``perturb_processed.h5ad`` layout)."""
     import dataclasses
 
@@ -71,7 +71,7 @@ def simulate(preset: str, params: dict[str, Any], out: Path) -> None:
 
     if preset not in SIMULATION_PRESETS:
         raise ValueError(f"unknown simulation preset {preset!r}; known: {', '.join(SIMULATION_PRESETS)}")
-    write_simulated(dataclasses.replace(SIMULATION_PRESETS[preset], **params), out)
+    write_simulated(dataclasses.replace(SIMULATION_PRESETS[preset], **params), out, go_path=go_out)
 
 
 def prepare(name: str, spec: dict[str, Any], out_dir: Path, *, inputs: list[Path]) -> None:

@@ -10,15 +10,15 @@ Test subgroups (Roohani et al. 2023, GEARS ``DataSplitter.get_simulation_split``
 A ``seen_gene_fraction`` share (rounded down) of the perturbed genes is drawn as seen; training
 conditions are the seen genes' singles plus the training seen-2 combos. Validation conditions are
 carved from the training set by the same procedure with fractions ``1 − val_fraction`` (GEARS
-uses 0.9), so validation also holds unseen-gene singles and combos of the training genes.
+uses 0.9), so validation also holds unseen-gene singles and combos of the training genes. With
+``val_fraction`` > 0 at least one training gene is unseen by that draw, so validation is never
+empty — unless carving it would leave no training condition; then validation stays empty.
 
 Differences from GEARS: draws come from ``numpy.random.default_rng(seed)`` (one generator for
 the test and validation draws) over the sorted genes and conditions, so a split depends only on
 the set of condition names and the seed, not on their order — GEARS's partition for the same seed
-differs. When the validation draw leaves validation empty and training has ≥ 2 conditions, one
-training condition drawn at random moves to validation. Conditions of more than two genes are
-rejected. Single-gene datasets get the ``"single"`` kind (GEARS ``simulation_single``): only
-``unseen_single``.
+differs. Conditions of more than two genes are rejected. Single-gene datasets get the
+``"single"`` kind (GEARS ``simulation_single``): only ``unseen_single``.
 
 The manifest (:func:`write_manifest`) depends only on condition names, so one manifest serves
 every feature set of a dataset.
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,13 +107,12 @@ def make_split(
             raise SplitError(f"{name} must lie in [0, 1], got {value!r}")
     rng = np.random.default_rng(seed)
     train, test = _simulation_partition(perts, rng, seen_gene_fraction, combo_seen2_test_fraction)
-    train, val_groups = _simulation_partition(train, rng, 1.0 - val_fraction, val_fraction)
-    val = sorted(val_groups)
-    if not val and len(train) >= 2:
-        val = [train.pop(int(rng.integers(len(train))))]
     if not train:
         raise SplitError(f"seed {seed}: the split of {len(perts)} conditions leaves no training condition")
-    return Split(seed, kind, tuple(sorted(train)), tuple(val), dict(sorted(test.items())))
+    kept, val_groups = _simulation_partition(train, rng, 1.0 - val_fraction, val_fraction)
+    if kept:
+        train = kept
+    return Split(seed, kind, tuple(train), tuple(sorted(val_groups) if kept else ()), dict(sorted(test.items())))
 
 
 def _checked_conditions(conditions: Sequence[str]) -> list[str]:
@@ -128,7 +128,7 @@ def _checked_conditions(conditions: Sequence[str]) -> list[str]:
         if len(targets(c)) > 2:
             raise SplitError(f"condition {c!r} perturbs more than two genes; splits support 1 or 2")
     if len(set(perts)) != len(perts):
-        dups = sorted({c for c in perts if perts.count(c) > 1})
+        dups = sorted(c for c, n in Counter(perts).items() if n > 1)
         raise SplitError(f"repeated conditions {dups[:5]}")
     return sorted(perts)
 

@@ -34,7 +34,9 @@ def toy_means(rng: np.random.Generator, conditions: list[str] = CONDITIONS) -> d
     return means
 
 
-def toy_dataset(rng: np.random.Generator, *, cells_per_condition: int = 0, conditions: list[str] = CONDITIONS) -> PerturbDataset:
+def toy_dataset(
+    rng: np.random.Generator, *, cells_per_condition: int = 0, conditions: list[str] = CONDITIONS
+) -> PerturbDataset:
     """A PerturbDataset over GENES; with ``cells_per_condition`` > 0 it carries cells too."""
     means = toy_means(rng, conditions)
     names = list(means)
@@ -63,5 +65,6 @@ def write_go_table(path: Path, rng: np.random.Generator, *, terms_per_gene: int 
     for i, gene in enumerate(GENES):
         for term in rng.choice(n_terms, size=terms_per_gene, replace=False):
             rows.append((i + 1, gene, f"GO:{term:07d}", "IDA", "BP"))
-    pd.DataFrame(rows, columns=["entrez", "symbol", "go_id", "evidence", "ontology"]).to_csv(path, sep="\t", index=False)
+    frame = pd.DataFrame(rows, columns=["entrez", "symbol", "go_id", "evidence", "ontology"])
+    frame.to_csv(path, sep="\t", index=False)
     return path

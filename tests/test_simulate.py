@@ -93,6 +93,14 @@ def test_x_is_sparse_log_normalized(tiny: ad.AnnData) -> None:
     np.testing.assert_allclose(per_cell, 1e4, rtol=1e-3)
 
 
+def test_genes_without_a_single_appear_in_combos() -> None:
+    cfg = SimulationConfig(**{**TINY.__dict__, "n_singles": 5, "n_combos": 4, "cells_per_condition": 5})
+    adata = simulate(cfg)
+    conds = {canonical_condition(c) for c in adata.obs["condition"].astype(str)}
+    assert len(conds) == 1 + 5 + 4
+    assert {g for c in conds for g in targets(c)} == set(adata.uns["truth"]["perturbed_genes"])
+
+
 def test_mt_and_ribo_genes_present(tiny: ad.AnnData) -> None:
     names = tiny.var_names.astype(str)
     assert names.str.startswith("MT-").sum() == TINY.n_mt_genes

@@ -59,8 +59,8 @@ def norman_sized(seed: int = 0) -> tuple[PerturbDataset, list[str]]:
     conditions = [CTRL, *seen, *train_pairs]
     rows = [ctrl + sum((effect[g] for g in targets(c)), np.zeros(N_GENES)) for c in conditions]
     x = np.stack(rows) + rng.normal(0.0, 0.05, (len(rows), N_GENES))
-    pb = ad.AnnData(X=x, obs=pd.DataFrame(index=pd.Index(conditions, dtype=str)), var=pd.DataFrame(index=pd.Index(genes, dtype=str)))
-    pb.obs["n_cells"] = 100
+    obs = pd.DataFrame({"n_cells": 100}, index=pd.Index(conditions, dtype=str))
+    pb = ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=pd.Index(genes, dtype=str)))
     return PerturbDataset("norman_sized", pb, source="<baselines_speed>"), [*unseen, *test_pairs]
 
 

@@ -31,6 +31,7 @@ import multiprocessing
 import os
 import pickle
 import resource
+import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -73,7 +74,8 @@ def shared_data_dir() -> Path:
 
 def _load_source(scratch: Path) -> tuple[str, PerturbDataset, Path]:
     """(label, dataset, GO table): the real Norman cells when present, else the demo simulation."""
-    cells, table = shared_data_dir() / "norman2019_mcfaline2023_cells_subset.h5ad", shared_data_dir() / "human_gene2go_2022.tsv.gz"
+    cells = shared_data_dir() / "norman2019_mcfaline2023_cells_subset.h5ad"
+    table = shared_data_dir() / "human_gene2go_2022.tsv.gz"
     if cells.exists() and table.exists():
         from perturbench.data.cells import read_cells_h5ad
 
@@ -162,10 +164,13 @@ def run(out_dir: Path) -> pd.DataFrame:
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="gears_vs_mamba-") as scratch:
         data = prepare_data(Path(scratch))
-        rows = [measure(model, data) for model in MODELS]
+        rows = []
+        for model in MODELS:
+            rows.append(measure(model, data))
+            print(f"[gears_vs_mamba] {rows[-1]}", file=sys.stderr, flush=True)
     table = pd.DataFrame(rows).set_index("model")
-    for column in ("epoch_s", "peak_rss_mib"):
-        table[f"{column}_ratio"] = table[column] / table.loc["dual_stream_mamba", column]
+    for ratio, column in (("epoch_s_ratio", "epoch_s"), ("peak_rss_ratio", "peak_rss_mib")):
+        table[ratio] = table[column] / table.loc["dual_stream_mamba", column]
     table = table.reset_index()[COLUMNS]
     write_text_atomic(out_dir / "gears_vs_mamba.tsv", table.to_csv(sep="\t", index=False, float_format="%.4g"))
     print(f"gears_vs_mamba on {data.label}: fits of {EPOCHS} epochs, {THREADS} torch thread(s), {os.cpu_count()} CPUs")

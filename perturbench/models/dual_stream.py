@@ -122,7 +122,8 @@ class DualStreamMambaModel:
         return frozenset(g for g in genes if rng.random() < self.config.prior_dropout)
 
     def _pseudobulk_batches(self, train: PerturbDataset, rng: np.random.Generator) -> Iterator[Batch]:
-        conds = [train.conditions[i] for i in rng.permutation(len(train.conditions))]
+        n = len(train.conditions)
+        conds = [train.conditions[i % n] for i in rng.permutation(n * self.config.passes_per_epoch)]
         for start in range(0, len(conds), self.config.batch_size):
             chunk = conds[start : start + self.config.batch_size]
             hidden = [self._hidden_for_training(c, rng) for c in chunk]

@@ -66,6 +66,8 @@ class DualStreamConfig:
     patience: int = 5  # early stopping: epochs without validation improvement
     batch_size: int = 8
     cells_per_epoch: int = 2048  # cell-level training: (control cell, perturbed cell) pairs per epoch
+    passes_per_epoch: int = 1  # pseudobulk training: passes over the training conditions per epoch
+    head_init: float = 0.01  # std of the per-gene readout weights at initialisation (× 1/√d_embed)
 
     def __post_init__(self) -> None:
         if self.n_tokens < 1 or self.n_tokens & (self.n_tokens - 1):
@@ -131,7 +133,9 @@ def _propagate(convs: nn.ModuleList, h: Tensor, edges: Tensor, weight: Tensor) -
 
 
 class DataStream(nn.Module):
-    """GCN embedding of the per-gene inputs → VAE; returns decoded per-gene features, latent tokens, KL."""
+    """GCN embedding of the per-gene inputs → VAE. Returns per-gene features (the GCN embedding plus
+    the decoded latent: the skip keeps gene-level detail past the K-token bottleneck), the decoded
+    latent tokens and the KL term."""
 
     def __init__(self, config: DualStreamConfig, n_genes: int):
         super().__init__()
@@ -150,7 +154,7 @@ class DataStream(nn.Module):
         mu, logvar = self.encoder(pooled.flatten(1)).chunk(2, dim=-1)  # (B, z), (B, z)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu  # (B, z)
         tokens = self.decoder(z).view(-1, self.k, self.e)  # (B, K, e)
-        per_gene = torch.einsum("bke,gk->bge", tokens, self.unpool)  # (B, G, e)
+        per_gene = h + torch.einsum("bke,gk->bge", tokens, self.unpool)  # (B, G, e): skip + decoded latent
         kl = -0.5 * torch.mean(torch.sum(1 + logvar - mu**2 - logvar.exp(), dim=-1))  # ()
         return per_gene, tokens, kl
 
@@ -230,7 +234,7 @@ class DualStreamNet(nn.Module):
         self.knowledge = KnowledgeStream(config, graphs)
         self.fusion = GateFusion(config) if config.fusion == "gate" else CrossAttentionFusion(config)
         g, e = graphs.n_genes, config.d_embed
-        self.head_weight = nn.Parameter(0.01 * torch.randn(2, g, e) / math.sqrt(e))  # μ and log σ² readouts per gene
+        self.head_weight = nn.Parameter(config.head_init * torch.randn(2, g, e) / math.sqrt(e))  # μ and log σ² readouts per gene
         self.head_bias = nn.Parameter(torch.zeros(2, g))
 
     def _graphs(self) -> NetGraphs:

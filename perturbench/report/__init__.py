@@ -1,0 +1,47 @@
+"""The HTML report: ``index.html`` (all datasets) plus one self-contained page per dataset.
+
+Every asset is inline (CSS in ``<style>``, figures as base64 PNG ``data:`` URIs), so the pages
+open from disk or an e-mail attachment with no network access. Layout of a dataset page:
+1. dataset card, 2. split card, 3. results tables per feature set (with noise ceiling and paired
+Wilcoxon tests), 4. figures, 5. what the models learned. Pure analyses live in
+:mod:`perturbench.report.analyses`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ReportError", "build_report"]
+
+from perturbench.report.loaders import ReportError
+
+
+def build_report(results: Path, out: Path, *, config: dict) -> None:
+    """Write ``out`` (the index page) and ``{dataset}.html`` beside it for each dataset.
+
+    ``results`` is the workflow's results folder; ``config`` the workflow config (datasets,
+    feature sets, model runs, ``go`` and ``report.highlight_conditions`` are read from it; with no
+    ``datasets`` key every ``results/*/summary.tsv`` is reported). Raises :class:`ReportError`
+    naming the missing file when the results tree is incomplete.
+    """
+    from perturbench.report import figure_sections, learned, sections
+    from perturbench.report.loaders import dataset_names, go_table_path, load_results
+    from perturbench.report.render import render_page
+
+    results, out = Path(results), Path(out)
+    overview: list[dict[str, Any]] = []
+    for name in dataset_names(results, config):
+        res = load_results(results, name, config)
+        page = {
+            "title": f"perturbench — {name}", "dataset": name, "models": res.models,
+            "featuresets": res.featuresets, "seeds": res.seeds, "primary": res.primary,
+            "card": sections.dataset_card(res), "split": sections.split_card(res),
+            "results": sections.results_section(res), "figures": figure_sections.figures_section(res),
+            "learned": learned.learned_section(res, go_table_path(results, name, config)),
+        }
+        render_page("dataset.html.j2", out.parent / f"{name}.html", **page)
+        overview.append({"name": name, "page": f"{name}.html", "card": page["card"], "models": res.models,
+                         "featuresets": res.featuresets, "seeds": res.seeds, "primary": res.primary,
+                         "headline": sections.headline_rows(res)})
+    render_page("index.html.j2", out, title="perturbench report", datasets=overview)

@@ -1,0 +1,208 @@
+"""Read one dataset's finished results tree (the layout the workflow writes).
+
+::
+
+    results/{dataset}/prepared/{pseudobulk,cells}.h5ad        all genes
+    results/{dataset}/{featureset}/{pseudobulk,cells}.h5ad     + featureset.json
+    results/{dataset}/splits/seed{seed}.json                   split manifests (with checksum)
+    results/{dataset}/{featureset}/seed{seed}/predictions/{model}.h5ad
+    results/{dataset}/{featureset}/seed{seed}/models/{model}/loss_curves.tsv   (Mamba runs)
+    results/{dataset}/conditions.tsv, summary.tsv
+
+Required files missing raise :class:`ReportError` naming the path; optional ones (predictions of
+a run, loss curves, attributions, the GO table) read as None so the page says what is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import pandas as pd
+from anndata.io import read_elem
+
+from perturbench.data.contract import PerturbDataset
+from perturbench.data.store import load_dataset
+from perturbench.evaluate import RUN_COLUMNS, SUMMARY_COLUMNS
+from perturbench.models.base import Prediction
+from perturbench.splits import Split, read_manifest
+from perturbench.workflow import MAMBA, model_runs
+
+_SEED_FILE = re.compile(r"seed(\d+)\.json$")
+_DSTATE_RUN = re.compile(rf"{MAMBA}_dstate(\d+)$")
+
+
+class ReportError(ValueError):
+    """The results tree lacks something the report needs; the message names the path."""
+
+
+def read_table(path: Path, columns: list[str]) -> pd.DataFrame:
+    """A TSV with at least ``columns``; ReportError naming ``path`` otherwise."""
+    if not path.exists():
+        raise ReportError(f"{path}: missing (run the workflow's summarize step first)")
+    frame = pd.read_csv(path, sep="\t")
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ReportError(f"{path}: header {list(frame.columns)} lacks column(s) {missing}")
+    return frame
+
+
+@dataclass
+class DatasetResults:
+    """One dataset's results, with predictions and datasets read on first use and cached."""
+
+    name: str
+    root: Path
+    config: dict[str, Any]
+    summary: pd.DataFrame
+    conditions: pd.DataFrame
+    featuresets: list[str]
+    models: list[str]
+    splits: dict[int, Split]
+    checksums: dict[int, str]
+    _cache: dict[tuple, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def primary(self) -> str:
+        """The feature set the per-model figures use: ``full`` when present, else the first."""
+        return "full" if "full" in self.featuresets else self.featuresets[0]
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(self.splits)
+
+    def record(self, featureset: str) -> dict[str, Any] | None:
+        path = self.root / featureset / "featureset.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def prepared(self) -> PerturbDataset:
+        """The prepared dataset (all genes, cells included when there are any)."""
+        return self._cached(("prepared",), lambda: load_dataset(self.root / "prepared"))
+
+    def featureset_data(self, featureset: str) -> PerturbDataset:
+        """The feature set's pseudobulk dataset (without cells)."""
+        return self._cached(("fs", featureset),
+                            lambda: load_dataset(self.root / featureset, with_cells=False))
+
+    def prediction(self, featureset: str, seed: int, model: str) -> Prediction | None:
+        path = self.run_dir(featureset, seed) / "predictions" / f"{model}.h5ad"
+        return self._cached(("pred", featureset, seed, model),
+                            lambda: Prediction.read(path) if path.exists() else None)
+
+    def attribution(self, featureset: str, seed: int, model: str) -> dict[str, Any] | None:
+        """``uns['attribution']`` of a prediction file as {output_gene, values: gene → value}, or None."""
+        path = self.run_dir(featureset, seed) / "predictions" / f"{model}.h5ad"
+        if not path.exists():
+            return None
+        with h5py.File(path, "r") as handle:
+            if "uns/attribution" not in handle:
+                return None
+            raw = read_elem(handle["uns/attribution"])
+        values = dict(zip((str(g) for g in raw["genes"]), (float(v) for v in raw["values"]), strict=True))
+        return {"output_gene": str(raw["output_gene"]), "values": values}
+
+    def loss_curves(self, featureset: str, seed: int, model: str) -> pd.DataFrame | None:
+        """Long loss curves (epoch, split, term, value) of a run, or None when it wrote none."""
+        path = self.run_dir(featureset, seed) / "models" / model / "loss_curves.tsv"
+        if not path.exists():
+            return None
+        wide = read_table(path, ["epoch", "split"])
+        terms = [c for c in wide.columns if c not in ("epoch", "split", "lr")]
+        return wide.melt(id_vars=["epoch", "split"], value_vars=terms, var_name="term", value_name="value")
+
+    def run_dir(self, featureset: str, seed: int) -> Path:
+        return self.root / featureset / f"seed{seed}"
+
+    def mamba_runs(self) -> dict[str, int]:
+        """Mamba run name → its d_state, for the Mamba runs with results."""
+        runs = model_runs(self.config) if self.config.get("models") else {}
+        out = {}
+        for model in self.models:
+            params = runs.get(model, {}).get("params", {})
+            match = _DSTATE_RUN.fullmatch(model)
+            if not (model == MAMBA or match or runs.get(model, {}).get("model") == MAMBA):
+                continue
+            if "d_state" in params:
+                out[model] = int(params["d_state"])
+            else:
+                out[model] = int(match.group(1)) if match else _default_d_state()
+        return out
+
+    def _cached(self, key: tuple, load):
+        if key not in self._cache:
+            self._cache[key] = load()
+        return self._cache[key]
+
+
+def _default_d_state() -> int:
+    from perturbench.models.dual_stream_net import DualStreamConfig
+
+    return DualStreamConfig().d_state
+
+
+def _ordered_models(found: list[str], config: dict[str, Any]) -> list[str]:
+    """Models in config order (ablation runs after their base), then any others sorted."""
+    order = list(model_runs(config)) if config.get("models") else []
+    return [m for m in order if m in found] + sorted(m for m in found if m not in order)
+
+
+def read_splits(root: Path) -> tuple[dict[int, Split], dict[int, str]]:
+    """Seed → split and seed → manifest checksum, for every ``splits/seed*.json``."""
+    splits, checksums = {}, {}
+    for path in sorted((root / "splits").glob("seed*.json")):
+        match = _SEED_FILE.search(path.name)
+        if match is None:
+            continue
+        seed = int(match.group(1))
+        splits[seed] = read_manifest(path)
+        checksums[seed] = str(json.loads(path.read_text())["checksum"])
+    if not splits:
+        raise ReportError(f"{root / 'splits'}: no split manifests seed*.json")
+    return splits, checksums
+
+
+def load_results(results: Path, name: str, config: dict[str, Any]) -> DatasetResults:
+    """Read ``results/{name}``'s summary, per-condition table and split manifests."""
+    root = Path(results) / name
+    summary = read_table(root / "summary.tsv", SUMMARY_COLUMNS)
+    conditions = read_table(root / "conditions.tsv", RUN_COLUMNS)
+    found = sorted(set(summary["featureset"]))
+    wanted = [f for f in config.get("featuresets", []) if f in found]
+    featuresets = wanted + [f for f in found if f not in wanted]
+    splits, checksums = read_splits(root)
+    models = _ordered_models(sorted(set(summary["model"])), config)
+    return DatasetResults(name, root, config, summary, conditions, featuresets, models, splits, checksums)
+
+
+def dataset_names(results: Path, config: dict[str, Any]) -> list[str]:
+    """Datasets of the config (in its order), or every ``results/*/summary.tsv`` when it lists none."""
+    names = list(config.get("datasets", {}))
+    if names:
+        return names
+    found = sorted(p.parent.name for p in Path(results).glob("*/summary.tsv"))
+    if not found:
+        raise ReportError(f"{results}: no datasets (no */summary.tsv and the config lists none)")
+    return found
+
+
+def go_table_path(results: Path, dataset: str, config: dict[str, Any]) -> Path | None:
+    """Where the workflow's GO annotation table for ``dataset`` lives (None without a ``go`` config).
+
+    Relative config paths are taken from the workflow directory (the parent of ``results``).
+    """
+    go = config.get("go")
+    if not go:
+        return None
+    source = go.get("source")
+    if source == "table":
+        path = Path(go["gene2go"])
+        return path if path.is_absolute() else Path(results).parent / path
+    if source == "gears":
+        return Path(results) / "downloads" / "gene2go_all.pkl"
+    if source == "simulated":
+        return Path(results) / dataset / "raw" / "gene2go.tsv.gz"
+    raise ReportError(f"config go.source: unknown value {source!r} (expected table, gears or simulated)")
