@@ -90,6 +90,11 @@ class _NetworkGuard:
         raise OSError(f"network blocked in test: {what}")
 
 
+def _need_go_table() -> None:
+    if not GO_TABLE.exists():
+        pytest.skip(f"shared GO table {GO_TABLE} not present (set PERTURBENCH_SHARED_DATA)")
+
+
 @contextlib.contextmanager
 def _single_thread() -> Iterator[None]:
     """One torch thread: tiny batches run ~10x slower with two threads on a busy 2-core machine."""
@@ -114,8 +119,7 @@ def tiny() -> tuple[PerturbDataset, PerturbDataset]:
 @pytest.fixture(scope="module")
 def fitted(tiny, tmp_path_factory):
     """GEARS fitted offline on the tiny data (1 epoch, hidden 8) with the network blocked."""
-    if not GO_TABLE.exists():
-        pytest.skip(f"shared GO table {GO_TABLE} not present (set PERTURBENCH_SHARED_DATA)")
+    _need_go_table()
     train, val = tiny
     graph = GeneGraph(tuple(GENES + ["PLK4"]), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
     workdir = tmp_path_factory.mktemp("gears-work")
@@ -174,6 +178,26 @@ def test_metrics_agree_with_gears_evaluation(fitted, tiny):
         assert METRICS["pearson_delta"].fn(arrays) == pytest.approx(gears_pd[pert]["pearson_delta"], abs=1e-6)
 
 
+def test_full_graph_from_gears_pickle_without_validation(tiny, tmp_path):
+    """Online path: GEARS's own gene2go_all.pkl layout; 'full' graph = every gene in it.
+
+    PLK4 (not measured, no FitContext.go_graph) is a node because the table has it; without
+    validation data the training conditions serve as validation.
+    """
+    from perturbench.graphs import read_gene2go
+
+    _need_go_table()
+    table = read_gene2go(GO_TABLE)
+    pkl = tmp_path / "gene2go_all.pkl"
+    pd.to_pickle({g: set(table[g]) for g in GENES + ["PLK4", "GATA2"]}, pkl)
+    model = GEARSModel(epochs=1, hidden_size=8, batch_size=8, go_graph="full", gene2go=str(pkl))
+    with _single_thread():
+        prediction = model.fit(tiny[0], context=FitContext(seed=1, workdir=tmp_path / "work")).predict(["PLK4"])
+    assert model.gears.pert_list == sorted(GENES + ["PLK4", "GATA2"])
+    assert prediction.conditions == ["PLK4"] and prediction.skipped == {}
+    assert set(model.dropped) == {"IER5L"}
+
+
 @pytest.mark.slow
 def test_norman_cells_one_epoch(tmp_path):
     if not (NORMAN_CELLS.exists() and GO_TABLE.exists()):
@@ -218,6 +242,11 @@ def test_validation_with_other_genes_is_rejected(tiny):
         GEARSModel(epochs=1).fit(tiny[0], context=FitContext(val=val))
 
 
+def test_validation_sharing_training_conditions_is_rejected(tiny):
+    with pytest.raises(DatasetError, match=r"conditions in both training and validation data: \['CEBPE'\]"):
+        GEARSModel(epochs=1).fit(tiny[0], context=FitContext(val=tiny[0].subset(["CEBPE"])))
+
+
 def test_predict_before_fit_is_rejected():
     with pytest.raises(RuntimeError, match=r"not fitted yet"):
         GEARSModel().predict(["CBL"])
@@ -236,6 +265,11 @@ def test_unknown_go_graph_kind_is_rejected():
 def test_non_positive_epochs_are_rejected():
     with pytest.raises(ValueError, match=r"GEARSConfig.epochs: expected an integer >= 1, got 0"):
         GEARSConfig(epochs=0)
+
+
+def test_zero_learning_rate_is_rejected():
+    with pytest.raises(ValueError, match=r"GEARSConfig.lr: expected a finite number > 0, got 0.0"):
+        GEARSConfig(lr=0.0)
 
 
 def test_gears_condition_names():

@@ -9,16 +9,17 @@ Data: the real Norman 2019 cells subset (``$PERTURBENCH_SHARED_DATA`` or ``../sh
 GO table, the seed and device ``cpu``.
 
 Each model is fitted in its own fresh process (so ``ru_maxrss`` is its own peak) with
-``EPOCHS[0]`` and then ``EPOCHS[1]`` epochs; the per-epoch time is the difference of the two fit
-times divided by the difference in epochs, which removes fixed costs (graph files, GEARS's
-data processing, imports do not count); ``setup_s`` is what remains of the shorter fit. An
+``EPOCHS[0]`` and then ``EPOCHS[1]`` epochs; the per-epoch cost is the difference of the two fits
+divided by the difference in epochs, which removes fixed costs (GEARS's graph files and data
+processing, the Mamba model's graphs); ``setup_cpu_s`` is what remains of the shorter fit. An
 "epoch" is each model's own: GEARS passes over every training cell and then scores the train
 and validation sets; the Mamba model draws ``cells_per_epoch`` (control, perturbed) pairs.
-``epoch_cells`` and ``s_per_1k_cells`` put them on a per-cell footing. torch runs
-``THREADS`` thread(s) in both (a 2-core machine shared by several jobs slows multi-threaded
-small batches several-fold). Columns: ``peak_rss_mib`` = the fit process's ``ru_maxrss``
-(imports and data included), ``base_rss_mib`` = its RSS after imports and data loading, before
-fit; ``*_ratio`` = GEARS / Mamba.
+``epoch_cells`` and ``cpu_s_per_1k_cells`` put them on a per-cell footing. torch runs
+``THREADS`` thread(s) in both, so CPU seconds (user + system) measure the work and stay stable
+on a shared machine, where wall seconds (``epoch_s``) grow with the load (``load_avg``, the
+1-minute load average at the end of the longer fit). Columns: ``peak_rss_mib`` = the fit
+process's ``ru_maxrss`` (imports and data included), ``base_rss_mib`` = its RSS after imports and
+data loading, before fit; ``*_ratio`` = GEARS / Mamba.
 
 Writes ``<out_dir>/gears_vs_mamba.tsv`` and prints it. Run: ``perturbench bench gears_vs_mamba``
 or ``python -m perturbench.bench.gears_vs_mamba --out-dir results/bench``.
@@ -50,8 +51,10 @@ MODELS = {"gears": {"go_graph": "dataset"}, "dual_stream_mamba": {}}  # registry
 EPOCHS = (1, 3)
 THREADS = 1
 N_VAL, N_TEST = 3, 5
-COLUMNS = ["model", "dataset", "n_genes", "n_train_cells", "epoch_cells", "setup_s", "epoch_s", "s_per_1k_cells",
-           "epoch_s_ratio", "base_rss_mib", "peak_rss_mib", "peak_rss_ratio", "fit_cpu_s", "threads", "load_avg"]
+COLUMNS = ["model", "dataset", "n_genes", "n_train_cells", "epoch_cells", "setup_cpu_s", "epoch_cpu_s", "epoch_s",
+           "cpu_s_per_1k_cells", "epoch_cpu_ratio", "epoch_s_ratio", "base_rss_mib", "peak_rss_mib", "peak_rss_ratio",
+           "threads", "load_avg"]
+RATIOS = {"epoch_cpu_ratio": "epoch_cpu_s", "epoch_s_ratio": "epoch_s", "peak_rss_ratio": "peak_rss_mib"}
 _REPO = Path(__file__).resolve().parents[2]
 _MIB = 1024 * 1024
 
@@ -148,14 +151,15 @@ def _fit_in_child(model: str, epochs: int, data: BenchData) -> dict:
 
 
 def measure(model: str, data: BenchData) -> dict:
-    """One row: per-epoch time from fits of ``EPOCHS[0]`` and ``EPOCHS[1]`` epochs in fresh processes."""
+    """One row: per-epoch cost from fits of ``EPOCHS[0]`` and ``EPOCHS[1]`` epochs in fresh processes."""
     short, long = (_fit_in_child(model, e, data) for e in EPOCHS)
-    epoch_s = (long["fit_s"] - short["fit_s"]) / (EPOCHS[1] - EPOCHS[0])
+    epoch_cpu = (long["fit_cpu_s"] - short["fit_cpu_s"]) / (EPOCHS[1] - EPOCHS[0])
     return {"model": model, "dataset": data.label, "n_genes": long["n_genes"], "n_train_cells": long["n_train_cells"],
-            "epoch_cells": long["epoch_cells"], "setup_s": short["fit_s"] - EPOCHS[0] * epoch_s,
-            "epoch_s": epoch_s, "s_per_1k_cells": 1000 * epoch_s / long["epoch_cells"],
-            "base_rss_mib": long["base_rss_mib"], "peak_rss_mib": max(short["peak_rss_mib"], long["peak_rss_mib"]),
-            "fit_cpu_s": long["fit_cpu_s"], "threads": THREADS, "load_avg": long["load_avg"]}
+            "epoch_cells": long["epoch_cells"], "setup_cpu_s": short["fit_cpu_s"] - EPOCHS[0] * epoch_cpu,
+            "epoch_cpu_s": epoch_cpu, "epoch_s": (long["fit_s"] - short["fit_s"]) / (EPOCHS[1] - EPOCHS[0]),
+            "cpu_s_per_1k_cells": 1000 * epoch_cpu / long["epoch_cells"], "base_rss_mib": long["base_rss_mib"],
+            "peak_rss_mib": max(short["peak_rss_mib"], long["peak_rss_mib"]), "threads": THREADS,
+            "load_avg": long["load_avg"]}
 
 
 def run(out_dir: Path) -> pd.DataFrame:
@@ -169,7 +173,7 @@ def run(out_dir: Path) -> pd.DataFrame:
             rows.append(measure(model, data))
             print(f"[gears_vs_mamba] {rows[-1]}", file=sys.stderr, flush=True)
     table = pd.DataFrame(rows).set_index("model")
-    for ratio, column in (("epoch_s_ratio", "epoch_s"), ("peak_rss_ratio", "peak_rss_mib")):
+    for ratio, column in RATIOS.items():
         table[ratio] = table[column] / table.loc["dual_stream_mamba", column]
     table = table.reset_index()[COLUMNS]
     write_text_atomic(out_dir / "gears_vs_mamba.tsv", table.to_csv(sep="\t", index=False, float_format="%.4g"))

@@ -137,15 +137,22 @@ def calibration(mean: np.ndarray, logvar: np.ndarray, truth: np.ndarray) -> dict
 
 
 # -- what the models learned ------------------------------------------------------------------
-def top_changed_genes(pred: np.ndarray, ctrl: np.ndarray, genes: Sequence[str], *, top: int = 5) -> list[list[str]]:
-    """Per row of ``pred``, the ``top`` genes with the largest |p_g − c_g| (ties: earlier gene first)."""
+def top_changed_genes(
+    pred: np.ndarray, ctrl: np.ndarray, genes: Sequence[str], *, top: int = 5, min_change: float = 1e-5
+) -> list[list[str]]:
+    """Per row of ``pred``, the ``top`` genes with the largest |p_g − c_g| > ``min_change``.
+
+    Ties go to the earlier gene. ``min_change`` keeps float32 rounding of stored predictions
+    (a model predicting control) from counting as a change, so such rows give shorter lists.
+    """
     pred = np.atleast_2d(np.asarray(pred, dtype=np.float64))
     if pred.shape[1] != len(genes) or np.shape(ctrl) != (len(genes),):
         raise AnalysisError(f"top_changed_genes: pred {pred.shape}, ctrl {np.shape(ctrl)} vs {len(genes)} genes")
     if top < 1:
         raise AnalysisError(f"top_changed_genes: top must be >= 1, got {top!r}")
-    order = np.argsort(-np.abs(pred - ctrl), axis=1, kind="stable")[:, :top]
-    return [[genes[j] for j in row] for row in order]
+    change = np.abs(pred - ctrl)
+    order = np.argsort(-change, axis=1, kind="stable")[:, :top]
+    return [[genes[j] for j in row if change[i, j] > min_change] for i, row in enumerate(order)]
 
 
 def recurrent_genes(top_lists: Sequence[Sequence[str]]) -> pd.DataFrame:

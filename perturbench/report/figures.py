@@ -146,7 +146,7 @@ def highlighted_conditions(panels: Sequence[dict], *, models: Sequence[str]) -> 
     for ax, panel in zip(axes[:, 0], panels, strict=True):
         x = np.arange(len(panel["genes"]))
         ax.bar(x, panel["truth"], color="0.82", edgecolor="0.4", width=0.8, label="truth")
-        ax.scatter(x, panel["ctrl"], marker="_", s=200, color="black", label="control", zorder=3)
+        ax.scatter(x, panel["ctrl"], marker="_", s=200, color="black", label="control pseudobulk", zorder=3)
         offsets = np.linspace(-0.3, 0.3, max(len(panel["preds"]), 1))
         for off, (model, values) in zip(offsets, panel["preds"].items(), strict=False):
             ax.scatter(x + off, values, s=14, color=colors[model], label=model, zorder=4)

@@ -161,8 +161,9 @@ def results_section(res: DatasetResults) -> list[dict]:
     present = set(res.summary["metric"])
     out = []
     for fs in res.featuresets:
+        order = [*MAIN_METRICS, *(m for m in METRICS if m not in MAIN_METRICS)]
         tables = [metric_table(res.summary, featureset=fs, metric=m, models=res.models)
-                  for m in METRICS if m in present]
+                  for m in order if m in present]
         out.append({
             "featureset": fs,
             "main": [t for t in tables if t["metric"]["name"] in MAIN_METRICS],

@@ -11,7 +11,7 @@ rule download:
         url=lambda w: remote_url(w.remote),
         sha256=lambda w: remote_sha256(w.remote),
     shell:
-        "perturbench download --url {params.url:q} --sha256 {params.sha256:q} --out {output:q} 2> {log:q}"
+        "perturbench download --url {params.url:q} --sha256={params.sha256:q} --out {output:q} 2> {log:q}"
 
 
 rule download_gene2go:
@@ -27,7 +27,7 @@ rule download_gene2go:
         url=lambda w: remote_url("gene2go"),
         sha256=config["go"].get("sha256") or "",
     shell:
-        "perturbench download --url {params.url:q} --sha256 {params.sha256:q} --out {output:q} 2> {log:q}"
+        "perturbench download --url {params.url:q} --sha256={params.sha256:q} --out {output:q} 2> {log:q}"
 
 
 rule simulate:
@@ -127,5 +127,5 @@ rule go_graph:
         min_weight=config["go"].get("min_weight", 0.1),
     shell:
         "perturbench go-graph --data-dir results/{wildcards.dataset}/prepared --gene2go {input.table:q} "
-        "--aliases {params.aliases:q} --top-k {params.top_k} --min-weight {params.min_weight} "
+        "--aliases={params.aliases:q} --top-k {params.top_k} --min-weight {params.min_weight} "
         "--out {output:q} 2> {log:q}"

@@ -8,7 +8,7 @@ FIT_SHELL = (
     "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} perturbench fit-predict "
     "--data-dir results/{wildcards.dataset}/{wildcards.featureset} --split {input.split:q} "
     "--model {wildcards.model} --params {params.run:q} --go-graph {input.go_graph:q} "
-    "--go-table {params.go_table:q} --log-dir {params.log_dir:q} --device {params.device} "
+    "--go-table={params.go_table:q} --log-dir {params.log_dir:q} --device {params.device} "
     "--out {output.prediction:q} 2> {log:q}"
 )
 FIT_PARAMS = dict(
