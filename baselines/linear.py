@@ -162,6 +162,12 @@ class _DesignModel(BaselineModel):
     def _predict_deltas(self, conditions: list[str]) -> np.ndarray:
         return multi_hot(conditions, self.pert_genes) @ self.weights
 
+    def attributions(self, output_gene: str) -> dict[str, float]:
+        """|W[p, g]|: how strongly perturbing target gene p moves output gene g."""
+        assert self.genes is not None
+        column = self.weights[:, self.genes.index(output_gene)]
+        return {gene: float(abs(w)) for gene, w in zip(self.pert_genes, column)}
+
 
 @dataclass(frozen=True)
 class RidgeConfig:
@@ -312,3 +318,9 @@ class LinearEmbeddingModel(BaselineModel):
         assert self.ctrl is not None
         pred = self.offset[:, None] + self.embedding @ self.weights @ self._pert_embedding(conditions).T
         return pred.T - self.ctrl
+
+    def attributions(self, output_gene: str) -> dict[str, float]:
+        """|(G W)[g] · G[p]|: the weight of measured target gene p on output gene g (0 if unmeasured)."""
+        assert self.genes is not None
+        row = self.embedding[self.genes.index(output_gene)] @ self.weights  # (K,)
+        return {gene: float(abs(row @ self.embedding[i])) for i, gene in enumerate(self.genes)}

@@ -137,7 +137,7 @@ def fit_predict(
     device: str,
 ) -> None:
     """Fit ``model`` on the training conditions of the split and predict its test conditions."""
-    from perturbench.models.base import FitContext
+    from perturbench.models.base import FitContext, attribution_record
     from perturbench.models.registry import get_model
     from perturbench.splits import read_manifest
 
@@ -153,6 +153,7 @@ def fit_predict(
     fitted = get_model(name, **params.get("params", {})).fit(train, context=context)
     prediction = fitted.predict(sorted(sp.test))
     prediction.model = model
+    prediction.attribution = attribution_record(fitted, train)
     prediction.write(out)
     log(f"{model}: predicted {len(prediction.conditions)} conditions, skipped {len(prediction.skipped)}")
 

@@ -51,6 +51,8 @@ class Prediction:
     mean: np.ndarray  # (n_conditions, n_genes)
     logvar: np.ndarray | None = None  # (n_conditions, n_genes) or None
     skipped: dict[str, str] = field(default_factory=dict)
+    # importance of each gene for one output gene: {"output_gene": g, "genes": [...], "values": [...]}
+    attribution: dict | None = None
 
     def __post_init__(self) -> None:
         shape = (len(self.conditions), len(self.genes))
@@ -71,6 +73,8 @@ class Prediction:
             adata.layers["logvar"] = self.logvar.astype(np.float32)
         adata.uns["model"] = self.model
         adata.uns["skipped"] = dict(self.skipped)
+        if self.attribution is not None:
+            adata.uns["attribution"] = dict(self.attribution)
         return adata
 
     def write(self, path: str | Path) -> None:
@@ -90,7 +94,18 @@ class Prediction:
             mean=np.asarray(adata.X, dtype=np.float64),
             logvar=logvar,
             skipped={str(k): str(v) for k, v in dict(adata.uns.get("skipped", {})).items()},
+            attribution=_read_attribution(adata.uns.get("attribution")),
         )
+
+
+def _read_attribution(raw: dict | None) -> dict | None:
+    if raw is None:
+        return None
+    return {
+        "output_gene": str(raw["output_gene"]),
+        "genes": [str(g) for g in raw["genes"]],
+        "values": [float(v) for v in raw["values"]],
+    }
 
 
 class Model(Protocol):
@@ -101,3 +116,24 @@ class Model(Protocol):
     def fit(self, train: PerturbDataset, *, context: FitContext) -> Self: ...
 
     def predict(self, conditions: Sequence[str]) -> Prediction: ...
+
+
+def most_variable_gene(train: PerturbDataset) -> str:
+    """The output gene whose training pseudobulk varies most across perturbations (ties: first)."""
+    values = train.expression(train.conditions)
+    return train.genes[int(np.argmax(values.var(axis=0)))]
+
+
+def attribution_record(model: object, train: PerturbDataset) -> dict | None:
+    """Attributions of a fitted model for its most variable output gene, when it provides them.
+
+    Models may define ``attributions(output_gene) -> dict[gene, importance]`` (|W| for linear
+    models, input gradients for the dual-stream model); the record is stored in the prediction.
+    """
+    method = getattr(model, "attributions", None)
+    if method is None or not train.conditions:
+        return None
+    gene = most_variable_gene(train)
+    values = method(gene)
+    ordered = sorted(values)
+    return {"output_gene": gene, "genes": ordered, "values": [float(values[g]) for g in ordered]}

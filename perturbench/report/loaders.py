@@ -34,6 +34,7 @@ from perturbench.workflow import MAMBA, model_runs
 
 _SEED_FILE = re.compile(r"seed(\d+)\.json$")
 _DSTATE_RUN = re.compile(rf"{MAMBA}_dstate(\d+)$")
+BASE_D_STATE = 16  # DualStreamConfig.d_state default (a test checks); kept here to avoid importing torch
 
 
 class ReportError(ValueError):
@@ -129,19 +130,13 @@ class DatasetResults:
             if "d_state" in params:
                 out[model] = int(params["d_state"])
             else:
-                out[model] = int(match.group(1)) if match else _default_d_state()
+                out[model] = int(match.group(1)) if match else BASE_D_STATE
         return out
 
     def _cached(self, key: tuple, load):
         if key not in self._cache:
             self._cache[key] = load()
         return self._cache[key]
-
-
-def _default_d_state() -> int:
-    from perturbench.models.dual_stream_net import DualStreamConfig
-
-    return DualStreamConfig().d_state
 
 
 def _ordered_models(found: list[str], config: dict[str, Any]) -> list[str]:
