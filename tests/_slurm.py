@@ -28,7 +28,7 @@ from typing import IO
 SLURM_CONF = Path("/etc/slurm/slurm.conf")
 LOCK_FILE = Path("/run/lock/perturbench-test-slurm.lock")
 PARTITION = "test"
-DAEMONS = ("slurmctld", "slurmd", "munged", "mungekey", "sinfo", "sbatch", "squeue", "scancel")
+REQUIRED_PROGRAMS = ("slurmctld", "slurmd", "munged", "mungekey", "sinfo", "sbatch", "squeue", "scancel")
 
 
 class ClusterError(RuntimeError):
@@ -50,7 +50,7 @@ class SlurmCluster:
 
 def skip_reason() -> str | None:
     """Why a test cluster cannot run here, or ``None`` when it can."""
-    missing = [name for name in DAEMONS if shutil.which(name) is None]
+    missing = [name for name in REQUIRED_PROGRAMS if shutil.which(name) is None]
     if missing:
         return f"SLURM/munge not installed (missing {', '.join(missing)}; run .ci/install-system.sh)"
     if os.geteuid() != 0:
@@ -122,11 +122,16 @@ def _start_munged(root: Path) -> None:
     subprocess.run(["mungekey", "--create", f"--keyfile={key}"], check=True, capture_output=True)
     subprocess.run(
         [
-            "munged", "--force", f"--socket={root / 'munge.sock'}", f"--key-file={key}",
-            f"--log-file={root / 'munged.log'}", f"--pid-file={root / 'munged.pid'}",
+            "munged",
+            "--force",
+            f"--socket={root / 'munge.sock'}",
+            f"--key-file={key}",
+            f"--log-file={root / 'munged.log'}",
+            f"--pid-file={root / 'munged.pid'}",
             f"--seed-file={root / 'munged.seed'}",
         ],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
 
 
@@ -143,7 +148,7 @@ def _wait_idle(root: Path, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     state = ""
     while time.monotonic() < deadline:
-        result = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+        result = subprocess.run(["sinfo", "-h", "-o", "%T"], check=False, capture_output=True, text=True)
         state = result.stdout.strip()
         if state == "idle":
             return
@@ -164,7 +169,7 @@ def start_cluster(root: Path, *, cpus: int = 16, memory_mb: int = 131072, timeou
         SLURM_CONF.symlink_to(conf)
         _start_munged(root)
         for daemon in ("slurmctld", "slurmd"):
-            result = subprocess.run([daemon], capture_output=True, text=True)
+            result = subprocess.run([daemon], check=False, capture_output=True, text=True)
             if result.returncode != 0:
                 raise ClusterError(f"{daemon} exited {result.returncode}: {result.stderr.strip()}\n{_log_tails(root)}")
         _wait_idle(root, timeout_s)
@@ -198,10 +203,10 @@ def _stop_pid(pid_file: Path, timeout_s: float) -> None:
 
 def _cancel_jobs(timeout_s: float) -> None:
     """Cancel every job of the test cluster (all are ours) and wait for the queue to drain."""
-    subprocess.run(["scancel", "--full", f"--partition={PARTITION}"], capture_output=True, timeout=30)
+    subprocess.run(["scancel", "--full", f"--partition={PARTITION}"], check=False, capture_output=True, timeout=30)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        queue = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, timeout=30)
+        queue = subprocess.run(["squeue", "-h", "-o", "%i"], check=False, capture_output=True, text=True, timeout=30)
         if queue.returncode != 0 or not queue.stdout.strip():
             return
         time.sleep(0.5)

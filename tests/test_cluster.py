@@ -18,10 +18,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _slurm import SlurmCluster, skip_reason, start_cluster, stop_cluster
 
 from perturbench.workflow import is_mamba
-
-from _slurm import SlurmCluster, skip_reason, start_cluster, stop_cluster
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = REPO / "workflow" / "profiles"
@@ -68,7 +67,9 @@ def cluster_config(dest: Path) -> Path:
     config = yaml.safe_load(TEST_CONFIG.read_text())
     mamba = [run for run in config["models"] if is_mamba(config, run)]
     other = [run for run in config["models"] if not is_mamba(config, run)]
-    assert mamba and other, f"{TEST_CONFIG}: models must include a Mamba run and another run, got {list(config['models'])}"
+    assert mamba and other, (
+        f"{TEST_CONFIG}: models must include a Mamba run and another run, got {list(config['models'])}"
+    )
     config["models"] = {run: config["models"][run] for run in (other[0], mamba[0])}
     config["featuresets"] = config["featuresets"][:1]
     dest.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -83,7 +84,9 @@ def run_snakemake(args: list[str], *, cwd: Path, timeout_s: int) -> subprocess.C
     """
     command = ["timeout", "-s", "KILL", str(timeout_s), sys.executable, "-m", "snakemake", *args]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.run(
+        command, check=False, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def describe(result: subprocess.CompletedProcess[str]) -> str:

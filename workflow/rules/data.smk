@@ -1,3 +1,9 @@
+# Downloads run on the submitting (login) node: compute nodes often have no internet.
+localrules:
+    download,
+    download_gene2go,
+
+
 rule download:
     output:
         "results/downloads/{remote}.archive",

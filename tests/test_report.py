@@ -1,0 +1,193 @@
+"""The HTML report rendered from a real (tiny) finished results tree: content, numbers, assets."""
+
+from __future__ import annotations
+
+import base64
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from perturbench.evaluate import paired_wilcoxon
+from perturbench.report import ReportError, build_report
+from perturbench.report.analyses import BASELINES, best_model
+from perturbench.report.loaders import BASE_D_STATE
+from perturbench.report.render import fmt_num
+from tests._reporttree import CONFIG, results_tree
+
+PNG_IMG = '<img src="data:image/png;base64,'
+
+
+class _Cells(HTMLParser):
+    """Collects summary cells of ``table.metric``: (featureset, metric, model, subgroup) → attrs + text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cells: dict[tuple[str, str, str, str], dict] = {}
+        self.ids: set[str] = set()
+        self.links: list[str] = []
+        self.sources: list[str] = []
+        self._table: dict | None = None
+        self._subgroups: list[str] = []
+        self._model: str | None = None
+        self._column = 0
+        self._cell: dict | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if "id" in a:
+            self.ids.add(a["id"])
+        if "href" in a:
+            self.links.append(a["href"])
+        if "src" in a:
+            self.sources.append(a["src"])
+        if tag == "table" and "metric" in (a.get("class") or "").split():
+            self._table, self._subgroups = a, []
+        elif self._table is not None and tag == "th" and "data-subgroup" in a:
+            self._subgroups.append(a["data-subgroup"])
+        elif self._table is not None and tag == "tr" and "data-model" in a:
+            self._model, self._column = a["data-model"], 0
+        elif self._model is not None and tag == "td":
+            self._column += 1
+            if "data-mean" in a:
+                self._cell = {**a, "text": ""}
+                key = (self._table["data-featureset"], self._table["data-metric"], self._model,
+                       self._subgroups[self._column - 2])
+                self.cells[key] = self._cell
+
+    def handle_endtag(self, tag):
+        if tag == "td":
+            self._cell = None
+        elif tag == "table":
+            self._table, self._model = None, None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell["text"] += data
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> Path:
+    """The results folder, with the report rendered into results/report/."""
+    results = results_tree(tmp_path_factory)
+    build_report(results, results / "report" / "index.html", config=CONFIG)
+    return results
+
+
+def parse(path: Path) -> tuple[str, _Cells]:
+    html = path.read_text()
+    parser = _Cells()
+    parser.feed(html)
+    return html, parser
+
+
+def test_writes_index_and_one_page_per_dataset(report):
+    pages = sorted(p.name for p in (report / "report").iterdir())
+    assert pages == ["index.html", "sim.html", "sim_pb.html"]
+    index, parsed = parse(report / "report" / "index.html")
+    assert {"sim.html", "sim_pb.html"} <= set(parsed.links)
+    assert "headline-table" in parsed.ids
+
+
+@pytest.mark.parametrize("dataset", ["sim", "sim_pb"])
+def test_tables_show_exactly_the_summary_numbers(report, dataset):
+    summary = pd.read_csv(report / dataset / "summary.tsv", sep="\t")
+    _, parsed = parse(report / "report" / f"{dataset}.html")
+    assert len(parsed.cells) == len(summary)
+    for row in summary.itertuples(index=False):
+        cell = parsed.cells[(row.featureset, row.metric, row.model, row.subgroup)]
+        for column in ("mean", "ci_low", "ci_high"):
+            shown = float(cell[f"data-{column.replace('_', '-')}"])
+            expected = getattr(row, column)
+            assert shown == expected or (pd.isna(shown) and pd.isna(expected)), (row, column)
+            assert fmt_num(expected) in cell["text"]
+        assert int(cell["data-n"]) == row.n
+
+
+def test_sections_and_every_figure_are_embedded(report):
+    html, parsed = parse(report / "report" / "sim.html")
+    for anchor in ("card", "split", "results", "results-full", "results-no_mt", "figures", "learned",
+                   "featuresets", "variance", "splits", "recurrent", "attribution", "enrichment"):
+        assert anchor in parsed.ids, anchor
+    figures = re.findall(r"<figure id=\"([^\"]+)\">(.*?)</figure>", html, flags=re.S)
+    assert [f for f, _ in figures] == ["fig-mse", "fig-loss", "fig-dstate", "fig-uncertainty", "fig-highlight",
+                                       "fig-l2", "fig-relative", "fig-spread", "fig-featuresets"]
+    assert all(body.count(PNG_IMG) == 1 for _, body in figures)
+    assert html.count(PNG_IMG) == len(figures)
+    for src in parsed.sources:
+        assert base64.b64decode(src.removeprefix("data:image/png;base64,"))[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("page", ["index.html", "sim.html", "sim_pb.html"])
+def test_pages_are_self_contained(report, page):
+    html, parsed = parse(report / "report" / page)
+    assert "http:" not in html and "https:" not in html and "//" not in "".join(parsed.links)
+    assert all(src.startswith("data:") for src in parsed.sources)
+    for link in parsed.links:
+        if link.startswith("#"):
+            assert link[1:] in parsed.ids, link
+        elif not link.startswith("data:"):
+            assert (report / "report" / link).is_file(), link
+    assert "<style>" in html and "<link rel=\"stylesheet\"" not in html and "<script" not in html
+
+
+def test_pseudobulk_only_dataset_says_what_is_not_available(report):
+    html = (report / "report" / "sim_pb.html").read_text()
+    assert "not available: no cells" in html
+    assert "not available: no Mamba run wrote loss_curves.tsv" in html
+    assert "not available: only one feature set was run" in html
+    assert "not available: GO annotation table" in html
+    drawn = {f for f, body in re.findall(r"<figure id=\"([^\"]+)\">(.*?)</figure>", html, flags=re.S)
+             if PNG_IMG in body}
+    assert drawn == {"fig-mse", "fig-highlight", "fig-l2", "fig-relative", "fig-spread"}
+
+
+def test_wilcoxon_reference_is_the_best_baseline(report):
+    summary = pd.read_csv(report / "sim" / "summary.tsv", sep="\t")
+    conditions = pd.read_csv(report / "sim" / "conditions.tsv", sep="\t")
+    reference = best_model(summary, [m for m in BASELINES if m in set(summary["model"])], featureset="full")
+    html = (report / "report" / "sim.html").read_text()
+    assert f"Reference: <b>{reference}</b>" in html
+    full = conditions[conditions["featureset"] == "full"]
+    _, p, n = paired_wilcoxon(full, model="dual_stream_mamba", reference=reference, metric="pearson_delta")
+    section = html[html.index('id="results-full"'):html.index('id="results-no_mt"')]
+    assert f"n={n}" in section and (f"p = {p:.2g}" in section or p < 1e-4)
+
+
+def test_learned_section_compares_attributions_and_lists_recurrent_genes(report):
+    html = (report / "report" / "sim.html").read_text()
+    learned = html[html.index('id="learned"'):]
+    table = learned[learned.index('id="attribution"'):learned.index("</table>", learned.index('id="attribution"'))]
+    assert table.count("<tr>") == 3  # header + ridge + dual_stream_mamba
+    assert "ρ 1.000" in table and "top-20: 20/20" in table
+    assert "truth" in learned and "sameness" in learned
+    assert "SIM:" in learned  # GO terms of the simulated annotation table
+
+
+def test_index_headline_numbers_come_from_the_summary(report):
+    summary = pd.read_csv(report / "sim" / "summary.tsv", sep="\t")
+    html = (report / "report" / "index.html").read_text()
+    rows = summary[(summary["featureset"] == "full") & (summary["metric"] == "pearson_delta")
+                   & (summary["subgroup"] == "all")]
+    baselines = [m for m in BASELINES if m in set(rows["model"])]
+    best = best_model(summary, baselines, featureset="full")
+    mean = rows.set_index("model").loc[best, "mean"]
+    assert f'data-mean="{mean}"' in html
+
+
+def test_base_d_state_matches_the_model_default():
+    from perturbench.models.dual_stream_net import DualStreamConfig
+
+    assert DualStreamConfig().d_state == BASE_D_STATE
+
+
+def test_missing_summary_raises_naming_the_file(tmp_path):
+    with pytest.raises(ReportError, match=r"sim[/\\]summary\.tsv: missing"):
+        build_report(tmp_path / "results", tmp_path / "report" / "index.html", config={"datasets": {"sim": {}}})
+
+
+def test_no_datasets_raises(tmp_path):
+    with pytest.raises(ReportError, match="no datasets"):
+        build_report(tmp_path / "results", tmp_path / "report" / "index.html", config={})
