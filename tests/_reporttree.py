@@ -101,3 +101,14 @@ def results_tree(factory: pytest.TempPathFactory) -> Path:
         _build_pseudobulk_only(results)
         _BUILT["results"] = results
     return _BUILT["results"]
+
+
+def rendered_report(factory: pytest.TempPathFactory) -> Path:
+    """The results folder with the report rendered into ``results/report/`` (once per session)."""
+    from perturbench.report import build_report
+
+    results = results_tree(factory)
+    if "report" not in _BUILT:
+        build_report(results, results / "report" / "index.html", config=CONFIG)
+        _BUILT["report"] = results / "report"
+    return results

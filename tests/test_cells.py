@@ -12,6 +12,7 @@ import pytest
 import scipy.sparse as sp
 from _celldata import make_cells, shared_data
 
+from perturbench.data import de
 from perturbench.data.cells import dataset_from_cells, pseudobulk_from_cells, read_cells_h5ad
 from perturbench.data.contract import DatasetError, PerturbDataset
 from perturbench.data.io import write_h5ad_atomic
@@ -46,6 +47,17 @@ def test_pseudobulk_dense_input_matches_sparse(rng: np.random.Generator) -> None
     cells = make_cells(rng)
     dense = ad.AnnData(cells.X.toarray(), obs=cells.obs, var=cells.var)
     np.testing.assert_allclose(pseudobulk_from_cells(dense).X, pseudobulk_from_cells(cells).X)
+
+
+def test_pseudobulk_in_blocks_matches_numpy_means(rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cells are summed in blocks (here of 7 cells, so blocks cut through conditions)."""
+    monkeypatch.setattr(de, "BLOCK_ROWS", 7)
+    cells = make_cells(rng)
+    pb = pseudobulk_from_cells(cells)
+    x = cells.X.toarray().astype(np.float64)
+    labels = cells.obs["condition"].astype(str).to_numpy()
+    expected = [x[labels == c].mean(axis=0) for c in pb.obs_names]
+    np.testing.assert_allclose(pb.X, expected, rtol=1e-12)
 
 
 def test_dataset_from_cells_canonicalises_and_annotates(rng: np.random.Generator) -> None:

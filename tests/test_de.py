@@ -1,4 +1,5 @@
-"""DE gene rankings: scanpy t-test on cells, GEARS non-dropout rule, |delta| on pseudobulk."""
+"""DE gene rankings: Welch t-test on cells (fast path vs scanpy reference), GEARS non-dropout rule,
+|delta| on pseudobulk."""
 
 from __future__ import annotations
 
@@ -10,10 +11,20 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 from _celldata import PLANTED, make_cells, shared_data
+from scipy import stats
 
+from perturbench.data import de
 from perturbench.data.cells import pseudobulk_from_cells
 from perturbench.data.contract import DatasetError, PerturbDataset
-from perturbench.data.de import annotate_de, nondropout_de, rank_de_cells, rank_de_delta
+from perturbench.data.de import (
+    annotate_de,
+    group_sums,
+    nondropout_de,
+    rank_de_cells,
+    rank_de_delta,
+    top_by_abs,
+    welch_t,
+)
 
 
 @pytest.fixture
@@ -126,3 +137,93 @@ def test_nondropout_skips_conditions_without_cells(rng: np.random.Generator) -> 
     ranking = rank_de_cells(cells)
     subset = cells[cells.obs["condition"].isin(["ctrl", "A"]).to_numpy()]
     assert nondropout_de(subset, ranking) == {"A": nondropout_de(cells, ranking)["A"]}
+
+
+# -- the fast Welch path against scipy and against scanpy's rank_genes_groups ----------------
+
+
+def _tied_cells(rng: np.random.Generator) -> ad.AnnData:
+    """Toy cells plus genes that tie: five never detected, two identical copies of G0, and one
+    constant in the control cells but different in A (zero variances, score ±inf)."""
+    cells = _canonical_cells(rng, genes=[f"G{i}" for i in range(14)])
+    x = cells.X.toarray()
+    x[:, 8:13] = 0.0
+    x[:, 6] = x[:, 0]
+    ctrl = (cells.obs["condition"] == "ctrl").to_numpy()
+    x[:, 7] = np.where(ctrl, 1.0, 2.0)
+    return ad.AnnData(sp.csr_matrix(x), obs=cells.obs, var=cells.var)
+
+
+def test_group_sums_by_hand_in_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(de, "BLOCK_ROWS", 2)
+    x = np.array([[1.0, 0.0], [3.0, 2.0], [0.0, 4.0], [2.0, 2.0], [5.0, 0.0]], dtype=np.float32)
+    codes = np.array([1, 0, 2, 1, 0])
+    for matrix in (x, sp.csr_matrix(x)):
+        s1, s2 = group_sums(matrix, codes, 3, squares=True)
+        np.testing.assert_array_equal(s1, [[8.0, 2.0], [3.0, 2.0], [0.0, 4.0]])
+        np.testing.assert_array_equal(s2, [[34.0, 4.0], [5.0, 4.0], [0.0, 16.0]])
+        assert s1.dtype == np.float64 and group_sums(matrix, codes, 3)[1] is None
+
+
+def test_welch_t_matches_scipy(rng: np.random.Generator) -> None:
+    groups = [rng.normal(size=(n, 6)) + shift for n, shift in ((7, 0.0), (4, 1.0), (9, -0.5))]
+    x = np.vstack(groups)
+    codes = np.repeat([0, 1, 2], [len(g) for g in groups])
+    s1, s2 = group_sums(x, codes, 3, squares=True)
+    t = welch_t(s1, s2, np.array([7, 4, 9]), 0)
+    for k in (1, 2):
+        expected = stats.ttest_ind(groups[k], groups[0], equal_var=False).statistic
+        np.testing.assert_allclose(t[k], expected, rtol=1e-10)
+    np.testing.assert_allclose(t[0], 0.0, atol=1e-12)
+
+
+def test_welch_t_zero_variances() -> None:
+    """Equal constant genes score 0 (NaN in scipy), different constants ±inf, as in scanpy."""
+    x = np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [1.0, 3.0, 0.0], [1.0, 3.0, 0.0]])
+    s1, s2 = group_sums(x, np.array([0, 0, 1, 1]), 2, squares=True)
+    assert welch_t(s1, s2, np.array([2, 2]), 0)[1].tolist() == [0.0, np.inf, 0.0]
+
+
+def test_top_by_abs_orders_by_magnitude() -> None:
+    assert top_by_abs(np.array([0.5, -3.0, 2.0, -0.1]), 3).tolist() == [1, 2, 0]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_welch_rankings_equal_scanpy_with_ties(seed: int) -> None:
+    cells = _tied_cells(np.random.default_rng(seed))
+    for n_genes in (None, 5):
+        assert rank_de_cells(cells, n_genes=n_genes) == rank_de_cells(cells, n_genes=n_genes, method="scanpy")
+    assert rank_de_cells(cells)["A"][0] == "G7"
+
+
+def test_scanpy_reference_keeps_the_single_cell_fallback(rng: np.random.Generator) -> None:
+    cells = _canonical_cells(rng, groups={"ctrl": 20, "A": 1, "B": 5})
+    with pytest.warns(UserWarning, match=r"1 condition\(s\) have one cell"):
+        fast = rank_de_cells(cells)
+    with pytest.warns(UserWarning, match=r"1 condition\(s\) have one cell"):
+        assert rank_de_cells(cells, method="scanpy") == fast
+
+
+def test_unknown_method(rng: np.random.Generator) -> None:
+    with pytest.raises(ValueError, match=r"method must be 'welch' or 'scanpy', got 'wilcoxon'"):
+        rank_de_cells(_canonical_cells(rng), method="wilcoxon")
+
+
+def test_n_genes_below_one(rng: np.random.Generator) -> None:
+    with pytest.raises(ValueError, match=r"n_genes must be at least 1, got 0"):
+        rank_de_cells(_canonical_cells(rng), n_genes=0)
+
+
+def test_welch_rankings_equal_scanpy_on_real_cells() -> None:
+    """The real Norman cells (norman19 part): identical top-20, top-200 and full rankings."""
+    from perturbench.data.cells import read_cells_h5ad
+
+    path = shared_data("norman2019_mcfaline2023_cells_subset.h5ad")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cells = read_cells_h5ad(path, name="norman19", control_label="control", keep={"dataset": "norman19"}).cells
+        reference = rank_de_cells(cells, method="scanpy")
+    fast = rank_de_cells(cells)
+    assert sorted(fast) == sorted(reference) and len(reference) >= 30
+    for top in (20, 200, None):
+        assert {c: g[:top] for c, g in fast.items()} == {c: g[:top] for c, g in reference.items()}

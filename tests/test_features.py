@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -137,3 +139,10 @@ def test_cells_dataset_nondropout_rederived(rng: np.random.Generator) -> None:
     assert set(nondropout) == {"A", "A+B", "B"}
     assert all("MT-CO1" not in v and "RPS6" not in v for v in nondropout.values())
     assert all(len(v) == 20 for v in out.de_genes("de20").values())
+
+
+def test_import_stays_light() -> None:
+    """scanpy (the DE reference) is imported only when its path runs."""
+    code = "import sys, perturbench.data.features; print(sorted({'scanpy', 'numba'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -20,6 +20,7 @@ import contextlib
 import os
 import socket
 import urllib.request
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -118,14 +119,17 @@ def tiny() -> tuple[PerturbDataset, PerturbDataset]:
 
 @pytest.fixture(scope="module")
 def fitted(tiny, tmp_path_factory):
-    """GEARS fitted offline on the tiny data (1 epoch, hidden 8) with the network blocked."""
+    """GEARS fitted offline on the tiny data (1 epoch, hidden 8) with the network and make_GO blocked."""
     _need_go_table()
     train, val = tiny
     graph = GeneGraph(tuple(GENES + ["PLK4"]), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
     workdir = tmp_path_factory.mktemp("gears-work")
     context = FitContext(seed=3, val=val, go_graph=graph, go_table=GO_TABLE, workdir=workdir)
+    with warnings.catch_warnings():  # GEARS switches warnings off globally on import
+        import gears.utils
     with pytest.MonkeyPatch.context() as mp, _single_thread():
-        guard = _NetworkGuard(mp)
+        guard = _NetworkGuard(mp)  # also refuses GEARS's own GO-graph builder (a 25-process pool)
+        mp.setattr(gears.utils, "make_GO", lambda *a, **k: guard._refuse("gears.utils.make_GO"))
         model = GEARSModel(epochs=1, hidden_size=8, batch_size=8).fit(train, context=context)
         prediction = model.predict(TEST)
     return model, prediction, guard.attempts, workdir

@@ -77,6 +77,18 @@ def test_loads_folder_or_file_with_canonical_conditions(tmp_path: Path, rng: np.
     assert set(cells.obs.loc[cells.obs["gears_condition"] == "ctrl+G2", "condition"]) == {"G2"}
 
 
+def test_csr_float32_matrix_is_not_copied(
+    tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file's CSR float32 X becomes the cells' X as it is (a copy would double peak memory)."""
+    raw = gears_adata(rng)
+    raw.X = raw.X.astype(np.float32)
+    path = write_gears(raw, tmp_path)
+    monkeypatch.setattr(ad, "read_h5ad", lambda _: raw)
+    ds = load_gears_dataset(path, name="norman")
+    assert np.shares_memory(ds.cells.X.data, raw.X.data) and np.shares_memory(ds.cells.X.indices, raw.X.indices)
+
+
 def test_pseudobulk_is_the_mean_of_cells(tmp_path: Path, rng: np.random.Generator) -> None:
     raw = gears_adata(rng)
     ds = load_gears_dataset(write_gears(raw, tmp_path), name="norman")

@@ -15,8 +15,9 @@ from perturbench.report import ReportError, build_report
 from perturbench.report.analyses import BASELINES, best_model
 from perturbench.report.loaders import BASE_D_STATE
 from perturbench.report.render import fmt_num
-from tests._reporttree import CONFIG, results_tree
+from tests._reporttree import rendered_report
 
+pytestmark = pytest.mark.slow
 PNG_IMG = '<img src="data:image/png;base64,'
 
 
@@ -71,9 +72,7 @@ class _Cells(HTMLParser):
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> Path:
     """The results folder, with the report rendered into results/report/."""
-    results = results_tree(tmp_path_factory)
-    build_report(results, results / "report" / "index.html", config=CONFIG)
-    return results
+    return rendered_report(tmp_path_factory)
 
 
 def parse(path: Path) -> tuple[str, _Cells]:
@@ -86,7 +85,7 @@ def parse(path: Path) -> tuple[str, _Cells]:
 def test_writes_index_and_one_page_per_dataset(report):
     pages = sorted(p.name for p in (report / "report").iterdir())
     assert pages == ["index.html", "sim.html", "sim_pb.html"]
-    index, parsed = parse(report / "report" / "index.html")
+    _, parsed = parse(report / "report" / "index.html")
     assert {"sim.html", "sim_pb.html"} <= set(parsed.links)
     assert "headline-table" in parsed.ids
 
@@ -111,7 +110,7 @@ def test_sections_and_every_figure_are_embedded(report):
     for anchor in ("card", "split", "results", "results-full", "results-no_mt", "figures", "learned",
                    "featuresets", "variance", "splits", "recurrent", "attribution", "enrichment"):
         assert anchor in parsed.ids, anchor
-    figures = re.findall(r"<figure id=\"([^\"]+)\">(.*?)</figure>", html, flags=re.S)
+    figures = re.findall(r"<figure id=\"([^\"]+)\">(.*?)</figure>", html, flags=re.DOTALL)
     assert [f for f, _ in figures] == ["fig-mse", "fig-loss", "fig-dstate", "fig-uncertainty", "fig-highlight",
                                        "fig-l2", "fig-relative", "fig-spread", "fig-featuresets"]
     assert all(body.count(PNG_IMG) == 1 for _, body in figures)
@@ -139,7 +138,7 @@ def test_pseudobulk_only_dataset_says_what_is_not_available(report):
     assert "not available: no Mamba run wrote loss_curves.tsv" in html
     assert "not available: only one feature set was run" in html
     assert "not available: GO annotation table" in html
-    drawn = {f for f, body in re.findall(r"<figure id=\"([^\"]+)\">(.*?)</figure>", html, flags=re.S)
+    drawn = {f for f, body in re.findall(r"<figure id=\"([^\"]+)\">(.*?)</figure>", html, flags=re.DOTALL)
              if PNG_IMG in body}
     assert drawn == {"fig-mse", "fig-highlight", "fig-l2", "fig-relative", "fig-spread"}
 

@@ -48,6 +48,7 @@ def test_gene_groups_follow_the_feature_set_patterns():
 def test_column_variance_dense_and_sparse_agree(rng):
     x = rng.poisson(1.0, size=(30, 6)).astype(float)
     np.testing.assert_allclose(column_variance(sp.csr_matrix(x)), x.var(axis=0), atol=1e-12)
+    np.testing.assert_allclose(column_variance(sp.csr_matrix(x), block_rows=7), x.var(axis=0), atol=1e-12)
     np.testing.assert_allclose(column_variance(np.array([[1.0, 2.0], [3.0, 2.0]])), [1.0, 0.0])
 
 

@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from perturbench.report import build_report
-from tests._reporttree import CONFIG, results_tree
+from tests._reporttree import rendered_report
 
 pytestmark = pytest.mark.slow
 
@@ -27,16 +26,14 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TIMEOUT_S = 90
+NAVIGATE_ID = 99
 
 
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory) -> Path:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"Chromium not installed at {CHROMIUM} (apt-get install chromium)")
-    results = results_tree(tmp_path_factory)
-    out = tmp_path_factory.mktemp("browser_report")
-    build_report(results, out / "index.html", config=CONFIG)
-    return out
+    return rendered_report(tmp_path_factory) / "report"
 
 
 @pytest.mark.parametrize("page", ["index.html", "sim.html"])
@@ -90,32 +87,45 @@ def _debugging_port(path: Path, proc: subprocess.Popen) -> int:
     raise TimeoutError(f"{path} did not appear within {TIMEOUT_S} s")
 
 
-def _problems(conn, url: str) -> list[dict]:
-    """Send the enable/navigate commands; return error events seen until load (+ a short drain)."""
+def _events(conn, url: str) -> list[dict]:
+    """Enable the Runtime/Log/Network/Page domains, open ``url``; every message until the load
+    event plus one quiet second after it."""
+    from websocket import WebSocketTimeoutException
+
     for i, method in enumerate(["Runtime.enable", "Log.enable", "Network.enable", "Page.enable"], start=1):
         conn.send(json.dumps({"id": i, "method": method}))
-    conn.send(json.dumps({"id": 99, "method": "Page.navigate", "params": {"url": url}}))
-    problems, loaded, deadline = [], None, time.monotonic() + TIMEOUT_S
-    while time.monotonic() < deadline and (loaded is None or time.monotonic() < loaded + 1.0):
-        conn.settimeout(max(0.05, (loaded + 1.0 - time.monotonic()) if loaded else TIMEOUT_S))
-        try:
-            message = json.loads(conn.recv())
-        except Exception as err:  # the drain window ending raises the client's timeout
-            if loaded is None:
-                raise AssertionError(f"page {url} did not finish loading") from err
-            break
-        method, params = message.get("method"), message.get("params", {})
-        if method == "Page.loadEventFired":
-            loaded = time.monotonic()
-        elif method in ("Runtime.exceptionThrown", "Network.loadingFailed") or (
-            method == "Log.entryAdded" and params["entry"]["level"] == "error"
-        ) or (method == "Runtime.consoleAPICalled" and params["type"] == "error"):
-            problems.append(message)
-        elif message.get("id") == 99 and "errorText" in message.get("result", {}):
-            problems.append(message)
-    return problems
+    conn.send(json.dumps({"id": NAVIGATE_ID, "method": "Page.navigate", "params": {"url": url}}))
+    conn.settimeout(TIMEOUT_S)
+    events = [json.loads(conn.recv())]
+    while events[-1].get("method") != "Page.loadEventFired":
+        events.append(json.loads(conn.recv()))
+    conn.settimeout(1.0)
+    try:
+        while True:
+            events.append(json.loads(conn.recv()))
+    except WebSocketTimeoutException:
+        return events
+
+
+def problems(events: list[dict]) -> list[dict]:
+    """Uncaught exceptions, console/log errors, failed loads and a failed navigation."""
+    def bad(e: dict) -> bool:
+        method, params = e.get("method"), e.get("params", {})
+        return (method in ("Runtime.exceptionThrown", "Network.loadingFailed")
+                or (method == "Log.entryAdded" and params["entry"]["level"] == "error")
+                or (method == "Runtime.consoleAPICalled" and params["type"] == "error")
+                or (e.get("id") == NAVIGATE_ID and "errorText" in e.get("result", {})))
+
+    return [e for e in events if bad(e)]
+
+
+def test_the_devtools_check_catches_errors(devtools, tmp_path):
+    page = tmp_path / "broken.html"
+    page.write_text('<!DOCTYPE html><img src="missing.png"><script>console.error("boom")</script>')
+    found = {e.get("method") for e in problems(_events(devtools, page.as_uri()))}
+    assert {"Runtime.consoleAPICalled", "Network.loadingFailed"} <= found
 
 
 @pytest.mark.parametrize("page", ["index.html", "sim.html", "sim_pb.html"])
 def test_page_loads_without_console_errors_or_failed_requests(pages, devtools, page):
-    assert _problems(devtools, (pages / page).as_uri()) == []
+    assert problems(_events(devtools, (pages / page).as_uri())) == []

@@ -6,8 +6,10 @@ are noisy: compare ``cpu_seconds`` with ``seconds``):
 
 - ``simulate``: :func:`perturbench.data.simulate.write_simulated` of the preset (its own
   process; not part of the target);
-- ``load_gears_dataset``: read the h5ad, canonical conditions, pseudobulk, DE genes (scanpy
-  t-test vs ctrl, GEARS non-dropout lists) — what the workflow's ``prepare`` step runs;
+- ``load_gears_dataset``: read the h5ad, canonical conditions, pseudobulk, DE genes (Welch
+  t-test vs ctrl ranked as scanpy's ``rank_genes_groups`` does, by the fast path of
+  :func:`perturbench.data.de.rank_de_cells`; GEARS non-dropout lists) — what the workflow's
+  ``prepare`` step runs;
 - ``featureset:<name>``: :func:`perturbench.data.features.apply_feature_set` for each feature set;
 - ``prepare_total``: the preparation stages together; ``peak_rss_gb`` is the preparation
   process's ``ru_maxrss``. Target: ≤ 300 s and ≤ 8 GB on 2 cores.
@@ -32,6 +34,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Self
 
 import pandas as pd
 import psutil
@@ -67,7 +70,7 @@ class _PeakRss:
     def peak_gb(self) -> float:
         return max(self._peak, self._process.memory_info().rss) / _GB
 
-    def __enter__(self) -> _PeakRss:
+    def __enter__(self) -> Self:
         self.reset()
         self._thread.start()
         return self

@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from perturbench.data.conditions import CTRL, ConditionError, canonical_condition
 from perturbench.data.contract import DatasetError, PerturbDataset
-from perturbench.data.de import annotate_de
+from perturbench.data.de import annotate_de, group_sums
 
 #: obs['perturbation_type'] values accepted as genetic perturbations (compared lower-case).
 GENETIC_TYPES = frozenset(
@@ -33,23 +33,19 @@ _RAW_MAX = 30.0  # log1p of a normalized count this large would need ~1e13 count
 def pseudobulk_from_cells(cells: ad.AnnData) -> ad.AnnData:
     """Mean expression per ``obs['condition']``: ``X_pb = diag(1/n_c) · Iᵀ · X``.
 
-    ``I`` is the sparse (cells × conditions) indicator matrix, so a sparse X is never densified;
+    ``I`` is the sparse (cells × conditions) indicator matrix; the product runs over blocks of
+    cells (:func:`perturbench.data.de.group_sums`), so X is neither densified nor copied whole;
     sums accumulate in float64. Rows: ``ctrl`` first (when present), then sorted conditions;
     ``obs['n_cells']`` holds ``n_c``; ``var`` is copied.
     """
     labels = cells.obs["condition"].astype(str).to_numpy()
     present = set(labels)
     order = ([CTRL] if CTRL in present else []) + sorted(present - {CTRL})
-    col = pd.Index(order).get_indexer(labels)
-    indicator = sp.csr_matrix(
-        (np.ones(len(labels)), (col, np.arange(len(labels)))), shape=(len(order), len(labels))
-    )
-    x = cells.X.astype(np.float64) if sp.issparse(cells.X) else np.asarray(cells.X, dtype=np.float64)
-    n_cells = np.asarray(indicator.sum(axis=1)).ravel()
-    sums = indicator @ x
-    means = np.asarray(sums.toarray() if sp.issparse(sums) else sums) / n_cells[:, None]
+    codes = pd.Index(order).get_indexer(labels)
+    n_cells = np.bincount(codes, minlength=len(order))
+    sums, _ = group_sums(cells.X, codes, len(order))
     obs = pd.DataFrame({"n_cells": n_cells.astype(np.int64)}, index=pd.Index(order, name=None))
-    return ad.AnnData(means, obs=obs, var=cells.var.copy())
+    return ad.AnnData(sums / n_cells[:, None], obs=obs, var=cells.var.copy())
 
 
 def _keep_mask(obs: pd.DataFrame, keep: dict[str, str] | None, source: str) -> np.ndarray:

@@ -35,6 +35,29 @@ def _dense(x: np.ndarray | sp.spmatrix) -> np.ndarray:
     return np.asarray(x.toarray() if sp.issparse(x) else x)
 
 
+def _index_cells(cells: ad.AnnData, rows: np.ndarray | slice, cols: np.ndarray | slice) -> ad.AnnData:
+    """``cells[rows, cols].copy()`` holding the new X only once.
+
+    anndata copies a view's X through a transient second copy (twice the subset's size at
+    peak); here the annotations go through anndata on an X-less shell and X is indexed by
+    scipy / numpy directly. A CSR X stays CSR with sorted column indices.
+    """
+    shell = ad.AnnData(
+        obs=cells.obs, var=cells.var, uns=cells.uns, obsm=cells.obsm, varm=cells.varm,
+        obsp=cells.obsp, varp=cells.varp, layers=cells.layers,
+    )
+    out = shell[rows, cols].copy()
+    x = cells.X
+    if x is not None and not isinstance(rows, slice):
+        x = x[rows]
+    if x is not None and not isinstance(cols, slice):
+        x = x[:, cols]
+        if sp.issparse(x):
+            x.sort_indices()
+    out.X = x
+    return out
+
+
 @dataclass(frozen=True)
 class PerturbDataset:
     """A validated perturbation dataset (see module docstring for the layout)."""
@@ -126,19 +149,23 @@ class PerturbDataset:
         pb = self.pseudobulk[keep].copy()
         cells = None
         if self.cells is not None:
-            mask = self.cells.obs["condition"].astype(str).isin(keep).to_numpy()
-            cells = self.cells[mask].copy()
+            rows = np.flatnonzero(self.cells.obs["condition"].astype(str).isin(keep).to_numpy())
+            cells = _index_cells(self.cells, rows, slice(None))
         return PerturbDataset(self.name, pb, cells, self.delta_only, self.source, dict(self.meta))
 
     def select_genes(self, genes: Sequence[str]) -> PerturbDataset:
-        """A dataset restricted to ``genes`` (DE lists filtered to the kept genes)."""
+        """A dataset restricted to ``genes``, in that order (DE lists filtered to the kept genes)."""
         keep = list(genes)
-        pb = self.pseudobulk[:, keep].copy()
+        cols = self.pseudobulk.var_names.get_indexer(keep)
+        if (cols < 0).any():
+            missing = [g for g, i in zip(keep, cols, strict=True) if i < 0]
+            raise KeyError(f"{self.source}: genes not in dataset: {missing[:5]}")
+        pb = self.pseudobulk[:, cols].copy()
         kept = set(keep)
         for kind in ("de20", "de20_nondropout"):
             if kind in pb.uns:
                 pb.uns[kind] = {c: [g for g in v if g in kept] for c, v in self.de_genes(kind).items()}
-        cells = self.cells[:, keep].copy() if self.cells is not None else None
+        cells = _index_cells(self.cells, slice(None), cols) if self.cells is not None else None
         return PerturbDataset(self.name, pb, cells, self.delta_only, self.source, dict(self.meta))
 
     def targets_missing_from_genes(self) -> dict[str, list[str]]:

@@ -81,7 +81,7 @@ def welch_t(s1: np.ndarray, s2: np.ndarray, n: np.ndarray, ref: int) -> np.ndarr
     ``t_k = (m_k − m_ref) / sqrt(v_k/n_k + v_ref/n_ref)``. As in scanpy (which hands
     ``std = sqrt(v)`` to scipy's ``ttest_ind_from_stats``), ``v`` goes through ``sqrt(v)²``, so a
     variance rounded below zero gives NaN, and NaN scores (equal means, zero variances) become 0;
-    a mean difference over zero variances stays ±inf. Groups need ``n ≥ 2`` (others give NaN → 0).
+    a mean difference over zero variances stays ±inf. Rows of groups with ``n < 2`` are meaningless.
     """
     n = np.asarray(n, dtype=np.float64)[:, None]
     mean = s1 / n

@@ -21,7 +21,7 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.nn import GCNConv
+from torch_geometric.nn import GCNConv, GraphConv
 
 from perturbench.models.scan import BiMambaEncoder, MambaStreamConfig, ScanBackend
 
@@ -121,8 +121,13 @@ class NetInput:
         return NetInput(*(getattr(self, f.name).to(device) for f in fields(self)))
 
 
-def _gcn_stack(n_in: int, width: int, n_layers: int) -> nn.ModuleList:
-    return nn.ModuleList(GCNConv(n_in if i == 0 else width, width) for i in range(max(n_layers, 1)))
+def _gcn_stack(n_in: int, width: int, n_layers: int, *, root: bool = False) -> nn.ModuleList:
+    """``GCNConv`` layers, or ``GraphConv`` (own-node weight W₁x_i + W₂·mean_j w_ji x_j) when ``root``."""
+    def conv(i: int) -> nn.Module:
+        n = n_in if i == 0 else width
+        return GraphConv(n, width, aggr="mean") if root else GCNConv(n, width)
+
+    return nn.ModuleList(conv(i) for i in range(max(n_layers, 1)))
 
 
 def _propagate(convs: nn.ModuleList, h: Tensor, edges: Tensor, weight: Tensor) -> Tensor:
@@ -140,7 +145,7 @@ class DataStream(nn.Module):
     def __init__(self, config: DualStreamConfig, n_genes: int):
         super().__init__()
         e, k, z = config.d_embed, config.latent_tokens, config.latent_dim
-        self.convs = _gcn_stack(2, e, config.gnn_layers)
+        self.convs = _gcn_stack(2, e, config.gnn_layers, root=True)
         self.pool = nn.Parameter(torch.randn(n_genes, k) / math.sqrt(n_genes))
         self.encoder = nn.Sequential(nn.Linear(k * e, 2 * z), nn.ReLU(), nn.Linear(2 * z, 2 * z))
         self.decoder = nn.Sequential(nn.Linear(z, k * e), nn.ReLU(), nn.Linear(k * e, k * e))
@@ -234,7 +239,8 @@ class DualStreamNet(nn.Module):
         self.knowledge = KnowledgeStream(config, graphs)
         self.fusion = GateFusion(config) if config.fusion == "gate" else CrossAttentionFusion(config)
         g, e = graphs.n_genes, config.d_embed
-        self.head_weight = nn.Parameter(config.head_init * torch.randn(2, g, e) / math.sqrt(e))  # μ and log σ² readouts per gene
+        self.head_shared = nn.Linear(e, 2)  # readout shared by all genes (μ, log σ²)
+        self.head_weight = nn.Parameter(config.head_init * torch.randn(2, g, e) / math.sqrt(e))  # per-gene readouts
         self.head_bias = nn.Parameter(torch.zeros(2, g))
 
     def _graphs(self) -> NetGraphs:
@@ -245,5 +251,6 @@ class DualStreamNet(nn.Module):
         data_genes, data_tokens, kl = self.data(inp, graphs)  # (B, G, e), (B, K, e), ()
         know = self.knowledge(inp, graphs)  # (B, G, e)
         fused = self.fusion(know, data_genes, data_tokens)  # (B, G, e)
-        out = torch.einsum("bge,sge->bsg", fused, self.head_weight) + self.head_bias  # (B, 2, G)
+        own = torch.einsum("bge,sge->bsg", fused, self.head_weight) + self.head_bias  # (B, 2, G)
+        out = own + self.head_shared(fused).transpose(1, 2)  # (B, 2, G)
         return inp.prior + out[:, 0], out[:, 1], kl

@@ -12,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ReportError", "build_report"]
-
 from perturbench.report.loaders import ReportError
+
+__all__ = ["ReportError", "build_report"]
 
 
 def build_report(results: Path, out: Path, *, config: dict) -> None:
@@ -30,8 +30,11 @@ def build_report(results: Path, out: Path, *, config: dict) -> None:
     from perturbench.report.render import render_page
 
     results, out = Path(results), Path(out)
+    names = dataset_names(results, config)
+    if out.stem in names:
+        raise ReportError(f"{out}: the index page would overwrite dataset {out.stem!r}'s page; name it otherwise")
     overview: list[dict[str, Any]] = []
-    for name in dataset_names(results, config):
+    for name in names:
         res = load_results(results, name, config)
         page = {
             "title": f"perturbench — {name}", "dataset": name, "models": res.models,

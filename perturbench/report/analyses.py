@@ -37,16 +37,24 @@ def gene_groups(genes: Sequence[str]) -> dict[str, np.ndarray]:
     }
 
 
-def column_variance(x: np.ndarray | sp.spmatrix) -> np.ndarray:
-    """v_g = (1/n) Σ_i (x_ig − x̄_g)², population variance of each column (dense or sparse)."""
-    if x.shape[0] == 0:
+def column_variance(x: np.ndarray | sp.spmatrix, *, block_rows: int = 8192) -> np.ndarray:
+    """v_g = (1/n) Σ_i (x_ig − x̄_g)², population variance of each column (dense or sparse).
+
+    Sparse input is read in blocks of ``block_rows`` rows (v_g = E[x²] − E[x]², clipped at 0),
+    so a large cell matrix is never copied whole.
+    """
+    n = x.shape[0]
+    if n == 0:
         raise AnalysisError("column_variance: no rows")
-    if sp.issparse(x):
-        x = sp.csr_matrix(x, dtype=np.float64)
-        mean = np.asarray(x.mean(axis=0)).ravel()
-        mean_sq = np.asarray(x.multiply(x).mean(axis=0)).ravel()
-        return np.maximum(mean_sq - mean**2, 0.0)
-    return np.asarray(x, dtype=np.float64).var(axis=0)
+    if not sp.issparse(x):
+        return np.asarray(x, dtype=np.float64).var(axis=0)
+    x = sp.csr_matrix(x)
+    total, total_sq = np.zeros(x.shape[1]), np.zeros(x.shape[1])
+    for start in range(0, n, block_rows):
+        block = x[start : start + block_rows].astype(np.float64)
+        total += np.asarray(block.sum(axis=0)).ravel()
+        total_sq += np.asarray(block.multiply(block).sum(axis=0)).ravel()
+    return np.maximum(total_sq / n - (total / n) ** 2, 0.0)
 
 
 def group_shares(per_gene: np.ndarray, groups: Mapping[str, np.ndarray]) -> dict[str, float]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from perturbench.data.conditions import canonical_condition, targets
 from perturbench.report import figures
@@ -33,10 +34,12 @@ _NAV = {
 }
 
 
-def block(key: str, title: str, caption: str, fig=None, *, missing: str | None = None, table=None) -> dict:
+def block(key: str, title: str, caption: str, fig: Figure | None = None, *, missing: str | None = None,
+          table: dict | None = None) -> dict:
     """A figure block; ``table`` is {columns: [{key, label, num}], rows: [dict]} shown under the caption."""
-    return {"id": key, "nav": _NAV[key], "title": title, "caption": caption, "png": None if fig is None else figures.png_base64(fig),
-            "missing": missing, "table": table}
+    png = None if fig is None else figures.png_base64(fig)
+    return {"id": key, "nav": _NAV[key], "title": title, "caption": caption, "png": png, "missing": missing,
+            "table": table}
 
 
 def _col(key: str, label: str, *, num: bool = True) -> dict:
@@ -123,7 +126,7 @@ def uncertainty(res: DatasetResults) -> dict:
 def _highlight_choice(res: DatasetResults) -> list[tuple[str, int]]:
     """(condition, seed) pairs: configured highlights found in a test set, else the first test combos."""
     wanted = [canonical_condition(c, where="config report.highlight_conditions")
-              for c in res.config.get("report", {}).get("highlight_conditions", [])]
+              for c in (res.config.get("report") or {}).get("highlight_conditions", [])]
     chosen = [(c, next(s for s in res.seeds if c in res.splits[s].test)) for c in wanted
               if any(c in res.splits[s].test for s in res.seeds)]
     if chosen:
@@ -204,7 +207,7 @@ def spread(res: DatasetResults) -> dict:
 
 
 def featureset_comparison(res: DatasetResults) -> dict:
-    title = "Feature sets side by side: full vs no_mt vs no_mt_ribo"
+    title = f"Feature sets side by side: {' vs '.join(res.featuresets)}"
     caption = ("Mean (95% CI) of the headline metrics over all test conditions for each feature set. Removing "
                "MT- and ribosomal genes changes the bars when those genes carry much of the signal a model "
                "(or metric) relies on.")

@@ -49,7 +49,8 @@ def grouped_boxplot(
     colors = model_colors(models)
     hue_order = [m for m in models if m in set(table["model"])]
     palette = {m: colors[m] for m in hue_order}
-    common = dict(data=table, x=x, y="value", hue="model", order=list(order), hue_order=hue_order, ax=ax)
+    common = {"data": table, "x": x, "y": "value", "hue": "model", "order": list(order), "hue_order": hue_order,
+              "ax": ax}
     sns.boxplot(**common, palette=palette, fliersize=0, linewidth=0.8, boxprops={"alpha": 0.6})
     sns.stripplot(**common, palette=palette, dodge=True, size=2.5, alpha=0.8, legend=False)
     if reference is not None:

@@ -19,7 +19,12 @@ import numpy as np
 import pandas as pd
 
 from perturbench.graphs import GraphError, read_gene2go
-from perturbench.report.analyses import attribution_agreement, go_enrichment, recurrent_genes, top_changed_genes
+from perturbench.report.analyses import (
+    attribution_agreement,
+    go_enrichment,
+    recurrent_genes,
+    top_changed_genes,
+)
 from perturbench.report.loaders import DatasetResults
 
 TRUTH = "truth"
@@ -77,7 +82,9 @@ def attribution_section(res: DatasetResults) -> dict:
 
 def enrichment_section(res: DatasetResults, tables: dict[str, pd.DataFrame], go_path: Path | None) -> dict:
     """Top GO terms over-represented among each model's recurrent genes, or why not available."""
-    if go_path is None or not go_path.exists():
+    if go_path is None:
+        return {"available": False, "reason": "not available: the config names no GO annotation table (key go)"}
+    if not go_path.exists():
         return {"available": False, "reason": f"not available: GO annotation table {go_path} not found"}
     try:
         gene2go = read_gene2go(go_path)
