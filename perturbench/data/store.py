@@ -32,7 +32,7 @@ def save_dataset(ds: PerturbDataset, folder: str | Path) -> None:
     else:
         cells = ad.AnnData(
             X=np.zeros((0, pb.n_vars), dtype=np.float32),
-            obs=pd.DataFrame({"condition": pd.Series([], dtype=str)}),
+            obs=pd.DataFrame({"condition": pd.Series([], dtype=str)}, index=pd.Index([], dtype=str)),
             var=pd.DataFrame(index=pb.var_names.copy()),
         )
     write_h5ad_atomic(cells, folder / CELLS)
