@@ -57,7 +57,7 @@ def test_select_genes_keeps_cell_annotations(ds: PerturbDataset) -> None:
 def test_select_genes_filters_de_lists(ds: PerturbDataset) -> None:
     kept = ["G3", "G1", "G2"]
     out = ds.select_genes(kept)
-    for kind in ("de20", "de20_nondropout"):
+    for kind in ("de20", "de20_nondropout", "de_ranking"):
         assert out.de_genes(kind) == {c: [g for g in v if g in kept] for c, v in ds.de_genes(kind).items()}
 
 

@@ -141,6 +141,18 @@ def test_cells_dataset_nondropout_rederived(rng: np.random.Generator) -> None:
     assert all(len(v) == 20 for v in out.de_genes("de20").values())
 
 
+@pytest.mark.parametrize("featureset", sorted(FEATURE_SETS))
+def test_input_dataset_is_left_unchanged(rng: np.random.Generator, featureset: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        ds = dataset_from_cells(make_cells(rng, genes=["MT-CO1", "RPS6", *[f"H{i}" for i in range(10)]]),
+                                name="toy", source="toy.h5ad")
+    uns_before = {k: ds.de_genes(k) for k in ("de20", "de20_nondropout", "de_ranking")}
+    apply_feature_set(ds, featureset)
+    assert "removed_genes" not in ds.pseudobulk.uns and len(ds.genes) == 12
+    assert {k: ds.de_genes(k) for k in uns_before} == uns_before
+
+
 def test_import_stays_light() -> None:
     """scanpy (the DE reference) is imported only when its path runs."""
     code = "import sys, perturbench.data.features; print(sorted({'scanpy', 'numba'} & set(sys.modules)))"

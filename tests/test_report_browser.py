@@ -87,24 +87,43 @@ def _debugging_port(path: Path, proc: subprocess.Popen) -> int:
     raise TimeoutError(f"{path} did not appear within {TIMEOUT_S} s")
 
 
-def _events(conn, url: str) -> list[dict]:
-    """Enable the Runtime/Log/Network/Page domains, open ``url``; every message until the load
-    event plus one quiet second after it."""
+def _send(conn, msg_id: int, method: str, params: dict | None = None) -> None:
+    conn.send(json.dumps({"id": msg_id, "method": method, "params": params or {}}))
+
+
+def _navigate(conn, url: str, msg_id: int) -> list[dict]:
+    """Open ``url``; every message until that navigation's ``load`` lifecycle event, then one quiet
+    second. The navigation is identified by its loaderId, so a late event of an earlier page
+    cannot end the wait."""
     from websocket import WebSocketTimeoutException
 
-    for i, method in enumerate(["Runtime.enable", "Log.enable", "Network.enable", "Page.enable"], start=1):
-        conn.send(json.dumps({"id": i, "method": method}))
-    conn.send(json.dumps({"id": NAVIGATE_ID, "method": "Page.navigate", "params": {"url": url}}))
+    _send(conn, msg_id, "Page.navigate", {"url": url})
     conn.settimeout(TIMEOUT_S)
-    events = [json.loads(conn.recv())]
-    while events[-1].get("method") != "Page.loadEventFired":
-        events.append(json.loads(conn.recv()))
+    events, loaded, loader = [], set(), None
+    while loader is None or loader not in loaded:
+        event = json.loads(conn.recv())
+        events.append(event)
+        if event.get("id") == msg_id:
+            if "errorText" in event.get("result", {}):
+                return events
+            loader = event["result"]["loaderId"]
+        elif event.get("method") == "Page.lifecycleEvent" and event["params"]["name"] == "load":
+            loaded.add(event["params"]["loaderId"])
     conn.settimeout(1.0)
     try:
         while True:
             events.append(json.loads(conn.recv()))
     except WebSocketTimeoutException:
         return events
+
+
+def _events(conn, url: str) -> list[dict]:
+    """Enable the Runtime/Log/Network/Page domains, settle on about:blank, then open ``url``."""
+    for msg_id, method in enumerate(["Runtime.enable", "Log.enable", "Network.enable", "Page.enable"], start=1):
+        _send(conn, msg_id, method)
+    _send(conn, 5, "Page.setLifecycleEventsEnabled", {"enabled": True})
+    _navigate(conn, "about:blank", 6)
+    return _navigate(conn, url, NAVIGATE_ID)
 
 
 def problems(events: list[dict]) -> list[dict]:

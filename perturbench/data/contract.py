@@ -17,6 +17,7 @@ Validation fails at construction with a message that names the source file and t
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -27,6 +28,9 @@ import scipy.sparse as sp
 from perturbench.data.conditions import CTRL, ConditionError, canonical_condition, targets
 
 
+_DE_KINDS = ("de20", "de20_nondropout", "de_ranking")  # uns keys holding condition → genes lists
+
+
 class DatasetError(ValueError):
     """Invalid dataset content; the message names the file and the field."""
 
@@ -35,19 +39,22 @@ def _dense(x: np.ndarray | sp.spmatrix) -> np.ndarray:
     return np.asarray(x.toarray() if sp.issparse(x) else x)
 
 
-def _index_cells(cells: ad.AnnData, rows: np.ndarray | slice, cols: np.ndarray | slice) -> ad.AnnData:
-    """``cells[rows, cols].copy()`` holding the new X only once.
+def _index(
+    adata: ad.AnnData, rows: np.ndarray | slice, cols: np.ndarray | slice, *, uns: dict | None = None
+) -> ad.AnnData:
+    """``adata[rows, cols].copy()`` holding the new X only once; ``uns`` replaces the deep copy of
+    ``adata.uns`` when given.
 
     anndata copies a view's X through a transient second copy (twice the subset's size at
-    peak); here the annotations go through anndata on an X-less shell and X is indexed by
-    scipy / numpy directly. A CSR X stays CSR with sorted column indices.
+    peak); here the annotations go through anndata on a shell without X and uns, and X is
+    indexed by scipy / numpy directly. A CSR X stays CSR with sorted column indices.
     """
     shell = ad.AnnData(
-        obs=cells.obs, var=cells.var, uns=cells.uns, obsm=cells.obsm, varm=cells.varm,
-        obsp=cells.obsp, varp=cells.varp, layers=cells.layers,
+        obs=adata.obs, var=adata.var, obsm=adata.obsm, varm=adata.varm,
+        obsp=adata.obsp, varp=adata.varp, layers=adata.layers,
     )
     out = shell[rows, cols].copy()
-    x = cells.X
+    x = adata.X
     if x is not None and not isinstance(rows, slice):
         x = x[rows]
     if x is not None and not isinstance(cols, slice):
@@ -55,6 +62,7 @@ def _index_cells(cells: ad.AnnData, rows: np.ndarray | slice, cols: np.ndarray |
         if sp.issparse(x):
             x.sort_indices()
     out.X = x
+    out.uns = copy.deepcopy(dict(adata.uns)) if uns is None else uns
     return out
 
 
@@ -150,7 +158,7 @@ class PerturbDataset:
         cells = None
         if self.cells is not None:
             rows = np.flatnonzero(self.cells.obs["condition"].astype(str).isin(keep).to_numpy())
-            cells = _index_cells(self.cells, rows, slice(None))
+            cells = _index(self.cells, rows, slice(None))
         return PerturbDataset(self.name, pb, cells, self.delta_only, self.source, dict(self.meta))
 
     def select_genes(self, genes: Sequence[str]) -> PerturbDataset:
@@ -160,12 +168,15 @@ class PerturbDataset:
         if (cols < 0).any():
             missing = [g for g, i in zip(keep, cols, strict=True) if i < 0]
             raise KeyError(f"{self.source}: genes not in dataset: {missing[:5]}")
-        pb = self.pseudobulk[:, cols].copy()
         kept = set(keep)
-        for kind in ("de20", "de20_nondropout"):
-            if kind in pb.uns:
-                pb.uns[kind] = {c: [g for g in v if g in kept] for c, v in self.de_genes(kind).items()}
-        cells = _index_cells(self.cells, slice(None), cols) if self.cells is not None else None
+        uns = {
+            key: {c: [g for g in v if g in kept] for c, v in self.de_genes(key).items()}
+            if key in _DE_KINDS
+            else copy.deepcopy(value)
+            for key, value in self.pseudobulk.uns.items()
+        }
+        pb = _index(self.pseudobulk, slice(None), cols, uns=uns)
+        cells = _index(self.cells, slice(None), cols) if self.cells is not None else None
         return PerturbDataset(self.name, pb, cells, self.delta_only, self.source, dict(self.meta))
 
     def targets_missing_from_genes(self) -> dict[str, list[str]]:

@@ -40,6 +40,17 @@ def _dense(x: np.ndarray | sp.spmatrix) -> np.ndarray:
     return np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float64)
 
 
+def _row_block(x: np.ndarray | sp.spmatrix, start: int, stop: int) -> np.ndarray | sp.spmatrix:
+    """Rows ``start:stop`` of ``x``; for CSR a matrix on views of X's arrays (scipy's row
+    slicing copies them entry by entry)."""
+    if not (sp.issparse(x) and x.format == "csr"):
+        return x[start:stop]
+    lo, hi = x.indptr[start], x.indptr[stop]
+    return sp.csr_matrix(
+        (x.data[lo:hi], x.indices[lo:hi], x.indptr[start : stop + 1] - lo), shape=(stop - start, x.shape[1])
+    )
+
+
 def _squared(block: np.ndarray | sp.spmatrix) -> np.ndarray | sp.csr_matrix:
     """Element-wise square in the block's own dtype (sparsity kept)."""
     if sp.issparse(block):
@@ -63,10 +74,10 @@ def group_sums(
     s1 = np.zeros((n_groups, n_genes))
     s2 = np.zeros((n_groups, n_genes)) if squares else None
     for start in range(0, n_cells, BLOCK_ROWS):
-        block = x[start : start + BLOCK_ROWS]
-        rows = block.shape[0]
+        stop = min(start + BLOCK_ROWS, n_cells)
+        block = _row_block(x, start, stop)
         indicator = sp.csr_matrix(
-            (np.ones(rows), (codes[start : start + rows], np.arange(rows))), shape=(n_groups, rows)
+            (np.ones(stop - start), (codes[start:stop], np.arange(stop - start))), shape=(n_groups, stop - start)
         )
         s1 += _dense(indicator @ block)
         if s2 is not None:

@@ -50,13 +50,13 @@ def removed_genes(genes: list[str], featureset: FeatureSet) -> list[str]:
     return [g for g in genes if regex.fullmatch(g)]
 
 
-def _rederive_de(ds: PerturbDataset, ranking: dict[str, list[str]], n: int) -> PerturbDataset:
-    pb = ds.pseudobulk.copy()
-    pb.uns["de_ranking"] = ranking
-    pb.uns["de20"] = {c: g[:n] for c, g in ranking.items()}
-    if ds.cells is not None and "de20_nondropout" in pb.uns:
-        pb.uns["de20_nondropout"] = nondropout_de(ds.cells, ranking, n=n)
-    return dataclasses.replace(ds, pseudobulk=pb)
+def _rederive_de(ds: PerturbDataset, ranking: dict[str, list[str]], n: int) -> None:
+    """Replace the DE lists in ``ds.pseudobulk.uns`` (``ds`` must be a fresh copy) by ``ranking``'s."""
+    uns = ds.pseudobulk.uns
+    uns["de_ranking"] = ranking
+    uns["de20"] = {c: g[:n] for c, g in ranking.items()}
+    if ds.cells is not None and "de20_nondropout" in uns:
+        uns["de20_nondropout"] = nondropout_de(ds.cells, ranking, n=n)
 
 
 def apply_feature_set(
@@ -68,23 +68,25 @@ def apply_feature_set(
     ranking; non-dropout lists again by the GEARS rule), otherwise the existing lists are
     filtered (and may then hold fewer than ``n`` genes). The record
     ``{'featureset', 'n_genes', 'n_removed', 'removed_examples'}`` is also stored in
-    ``pseudobulk.uns['removed_genes']``.
+    ``pseudobulk.uns['removed_genes']``. ``ds`` is not modified.
     """
     removed = removed_genes(ds.genes, featureset)
     gone = set(removed)
-    out = ds.select_genes([g for g in ds.genes if g not in gone]) if removed else ds
+    if removed:
+        out = ds.select_genes([g for g in ds.genes if g not in gone])
+    else:
+        out = dataclasses.replace(ds, pseudobulk=ds.pseudobulk.copy())
     ranking = ds.de_genes("de_ranking")
     if removed and ranking:
-        out = _rederive_de(out, {c: [g for g in genes if g not in gone] for c, genes in ranking.items()}, n)
+        _rederive_de(out, {c: [g for g in genes if g not in gone] for c, genes in ranking.items()}, n)
     record = {
         "featureset": featureset,
         "n_genes": len(out.genes),
         "n_removed": len(removed),
         "removed_examples": removed[:_N_EXAMPLES],
     }
-    pb = out.pseudobulk.copy()
-    pb.uns["removed_genes"] = record
+    out.pseudobulk.uns["removed_genes"] = record
     meta = dict(out.meta)
     if "targets_missing_from_genes" in meta:
         meta["targets_missing_from_genes"] = out.targets_missing_from_genes()
-    return dataclasses.replace(out, pseudobulk=pb, meta=meta), record
+    return dataclasses.replace(out, meta=meta), record

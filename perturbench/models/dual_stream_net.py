@@ -122,10 +122,12 @@ class NetInput:
 
 
 def _gcn_stack(n_in: int, width: int, n_layers: int, *, root: bool = False) -> nn.ModuleList:
-    """``GCNConv`` layers, or ``GraphConv`` (own-node weight W₁x_i + W₂·mean_j w_ji x_j) when ``root``."""
+    """``GCNConv`` layers (normalisation cached: the graphs are fixed), or ``GraphConv``
+    (own-node weight: W₁x_i + W₂·mean_j w_ji x_j) when ``root``."""
+
     def conv(i: int) -> nn.Module:
         n = n_in if i == 0 else width
-        return GraphConv(n, width, aggr="mean") if root else GCNConv(n, width)
+        return GraphConv(n, width, aggr="mean") if root else GCNConv(n, width, cached=True)
 
     return nn.ModuleList(conv(i) for i in range(max(n_layers, 1)))
 

@@ -160,7 +160,9 @@ def highlighted_conditions(res: DatasetResults) -> dict:
                 preds[model] = pred.mean[pred.conditions.index(cond), idx]
         panels.append({"condition": f"{cond} (seed {seed})", "genes": [fs_data.genes[i] for i in idx],
                        "truth": truth[idx], "ctrl": ctrl[idx], "preds": preds})
-    return block("fig-highlight", title, caption, figures.highlighted_conditions(panels, models=res.models))
+    ylabel = "change vs control (log-expr)" if fs_data.delta_only else "expression (log-expr)"
+    return block("fig-highlight", title, caption, figures.highlighted_conditions(panels, models=res.models,
+                                                                                  ylabel=ylabel))
 
 
 def l2_and_relative(res: DatasetResults) -> list[dict]:

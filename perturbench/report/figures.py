@@ -137,7 +137,7 @@ def uncertainty(
     return fig
 
 
-def highlighted_conditions(panels: Sequence[dict], *, models: Sequence[str]) -> Figure:
+def highlighted_conditions(panels: Sequence[dict], *, models: Sequence[str], ylabel: str) -> Figure:
     """Per condition, true vs predicted expression of its top DE genes.
 
     Each panel: ``condition, genes, truth, ctrl`` and ``preds`` (model → values over ``genes``).
@@ -152,7 +152,7 @@ def highlighted_conditions(panels: Sequence[dict], *, models: Sequence[str]) -> 
         for off, (model, values) in zip(offsets, panel["preds"].items(), strict=False):
             ax.scatter(x + off, values, s=14, color=colors[model], label=model, zorder=4)
         ax.set_xticks(x, panel["genes"], rotation=60, ha="right", fontsize=7)
-        ax.set_ylabel("expression")
+        ax.set_ylabel(ylabel)
         ax.set_title(panel["condition"], fontsize=10, loc="left")
         ax.grid(axis="y", alpha=0.3)
     axes[0, 0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))

@@ -2,14 +2,21 @@ rule report:
     input:
         summaries=expand("results/{dataset}/summary.tsv", dataset=DATASETS),
     output:
-        "results/report/index.html",
+        index=report(
+            "results/report/index.html",
+            caption="../report/html_report.rst",
+            category="Report",
+        ),
+        pages=expand("results/report/{dataset}.html", dataset=DATASETS),
+    params:
+        config=json.dumps(config, sort_keys=True),
+    conda:
+        "../envs/perturbench.yaml"
     log:
         "results/logs/report.log",
     benchmark:
         "results/benchmarks/report.tsv"
-    conda:
-        "../envs/perturbench.yaml"
-    params:
-        config=json.dumps(config, sort_keys=True),
+    resources:
+        mem_mb=8000,
     shell:
-        "perturbench report --results results --config {params.config:q} --out {output:q} 2> {log:q}"
+        "perturbench report --results results --config {params.config:q} --out {output.index:q} 2> {log:q}"
