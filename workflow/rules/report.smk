@@ -8,15 +8,15 @@ rule report:
             category="Report",
         ),
         pages=expand("results/report/{dataset}.html", dataset=DATASETS),
-    params:
-        config=json.dumps(config, sort_keys=True),
-    conda:
-        "../envs/perturbench.yaml"
     log:
         "results/logs/report.log",
     benchmark:
         "results/benchmarks/report.tsv"
+    conda:
+        "../envs/perturbench.yaml"
     resources:
         mem_mb=8000,
+    params:
+        config=json.dumps(config, sort_keys=True),
     shell:
         "perturbench report --results results --config {params.config:q} --out {output.index:q} 2> {log:q}"
