@@ -214,7 +214,8 @@ class GateFusion(nn.Module):
 
 
 class CrossAttentionFusion(nn.Module):
-    """Gene tokens of the knowledge stream attend to the K latent tokens of the data stream."""
+    """Gene tokens of the knowledge stream attend to the K latent tokens of the data stream;
+    ``f = LayerNorm(k + d + Attention(q = k, kv = latent tokens))`` keeps the per-gene data features."""
 
     def __init__(self, config: DualStreamConfig):
         super().__init__()
@@ -223,7 +224,7 @@ class CrossAttentionFusion(nn.Module):
 
     def forward(self, know: Tensor, data_genes: Tensor, data_tokens: Tensor) -> Tensor:
         mixed, _ = self.attend(know, data_tokens, data_tokens, need_weights=False)  # (B, G, e)
-        return self.norm(know + mixed)  # (B, G, e)
+        return self.norm(know + data_genes + mixed)  # (B, G, e)
 
 
 _GRAPH_TENSORS = ("gene_edges", "gene_weight", "pert_edges", "pert_weight", "order")

@@ -32,7 +32,7 @@ rule fit_predict:
         model="|".join(OTHER_RUNS),
     conda:
         "../envs/perturbench.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
     params:
@@ -59,7 +59,7 @@ rule fit_predict_mamba:
         model="|".join(MAMBA_RUNS),
     conda:
         "../envs/perturbench.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
     params:
