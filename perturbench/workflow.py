@@ -17,16 +17,28 @@ MAMBA = "dual_stream_mamba"
 
 
 def model_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Run name → {"model": registry name, "params": dict}, ablation runs included."""
+    """Run name → {"model", "params", "featuresets"}, ablation runs included.
+
+    ``featuresets`` is None (every configured feature set) or the list a run is restricted to,
+    so costly runs (GEARS, the ablation) can be limited to e.g. ``[full]``.
+    """
     runs: dict[str, dict[str, Any]] = {}
     for run, spec in config["models"].items():
         spec = spec or {}
-        runs[run] = {"model": spec.get("model", run), "params": dict(spec.get("params", {}))}
+        runs[run] = {
+            "model": spec.get("model", run),
+            "params": dict(spec.get("params", {})),
+            "featuresets": spec.get("featuresets"),
+        }
     ablation = config.get("ablation", {})
     if ablation.get("enabled", False) and MAMBA in runs:
         base = runs[MAMBA]
         for d_state in ablation["d_state"]:
-            runs[f"{MAMBA}_dstate{d_state}"] = {"model": base["model"], "params": {**base["params"], "d_state": d_state}}
+            runs[f"{MAMBA}_dstate{d_state}"] = {
+                "model": base["model"],
+                "params": {**base["params"], "d_state": d_state},
+                "featuresets": ablation.get("featuresets", base["featuresets"]),
+            }
     return runs
 
 
@@ -34,10 +46,15 @@ def has_cells(config: dict[str, Any], dataset: str) -> bool:
     return config["datasets"][dataset]["source"] in CELL_SOURCES
 
 
-def runs_for(config: dict[str, Any], dataset: str) -> list[str]:
-    """Model runs that apply to ``dataset``, in config order."""
+def runs_for(config: dict[str, Any], dataset: str, featureset: str | None = None) -> list[str]:
+    """Model runs that apply to ``dataset`` (and ``featureset`` when given), in config order."""
     cells = has_cells(config, dataset)
-    return [r for r, s in model_runs(config).items() if cells or s["model"] not in CELL_ONLY_MODELS]
+    return [
+        r
+        for r, s in model_runs(config).items()
+        if (cells or s["model"] not in CELL_ONLY_MODELS)
+        and (featureset is None or s["featuresets"] is None or featureset in s["featuresets"])
+    ]
 
 
 def is_mamba(config: dict[str, Any], run: str) -> bool:

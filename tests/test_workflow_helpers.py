@@ -17,8 +17,12 @@ CONFIG = {
 
 def test_ablation_expands_mamba_runs_with_base_params():
     runs = model_runs(CONFIG)
-    assert runs["dual_stream_mamba_dstate4"] == {"model": "dual_stream_mamba", "params": {"epochs": 2, "d_state": 4}}
-    assert runs["mean"] == {"model": "mean", "params": {}}
+    assert runs["dual_stream_mamba_dstate4"] == {
+        "model": "dual_stream_mamba",
+        "params": {"epochs": 2, "d_state": 4},
+        "featuresets": None,
+    }
+    assert runs["mean"] == {"model": "mean", "params": {}, "featuresets": None}
     assert list(runs)[-1] == "dual_stream_mamba_dstate128"
 
 
@@ -43,3 +47,12 @@ def test_collect_metrics_rejects_foreign_path(tmp_path):
     path.write_text("condition\tsubgroup\tmetric\tvalue\n")
     with pytest.raises(ValueError, match="not a metrics path"):
         collect_metrics([path])
+
+
+def test_runs_restricted_to_featuresets():
+    config = {**CONFIG, "models": {**CONFIG["models"], "gears": {"featuresets": ["full"]}}}
+    config["ablation"] = {"enabled": True, "d_state": [4], "featuresets": ["full"]}
+    assert "gears" in runs_for(config, "cells", "full")
+    assert "gears" not in runs_for(config, "cells", "no_mt")
+    assert "dual_stream_mamba_dstate4" not in runs_for(config, "cells", "no_mt")
+    assert "dual_stream_mamba" in runs_for(config, "cells", "no_mt")

@@ -83,6 +83,7 @@ class DualStreamMambaModel:
     def _build(self, train: PerturbDataset, context: FitContext, rng: np.random.Generator) -> None:
         self.genes = train.genes
         self.ctrl = train.ctrl
+        self._train_conditions = list(train.conditions)
         deltas = train.expression(train.conditions) - self.ctrl
         coexpr = coexpression_graph(
             self._coexpression_samples(train, rng),
@@ -177,7 +178,7 @@ class DualStreamMambaModel:
         means, logvars = [], []
         for start in range(0, len(conditions), _PREDICT_BATCH):
             inp = self._prediction_input(conditions[start : start + _PREDICT_BATCH])
-            mu, logvar, _ = self.net(inp.to(self._device))
+            mu, logvar, _ = self.net(inp.to(self._device, self._dtype))
             means.append(mu.double().cpu().numpy() + self.ctrl)
             logvars.append(logvar.double().cpu().numpy())
         shape = (0, len(self.genes))
@@ -188,15 +189,32 @@ class DualStreamMambaModel:
     def input_gradients(self, condition: str, gene_index: int) -> np.ndarray:
         """∂ (predicted expression of gene ``gene_index`` under ``condition``) / ∂ (input expression),
         shape (n_genes,), at the control pseudobulk input."""
-        self._check_ready([condition])
+        return self._input_gradients([condition], gene_index)[0]
+
+    def attributions(self, output_gene: str) -> dict[str, float]:
+        """Input gene → mean |input gradient| of ``output_gene``'s prediction over (up to 64)
+        training conditions (the hook used by ``perturbench.models.base.attribution_record``)."""
+        if output_gene not in self.genes:
+            raise KeyError(f"dual_stream_mamba: output gene {output_gene!r} is not a measured gene")
+        grads = self._input_gradients(self._train_conditions[:_PREDICT_BATCH], self.genes.index(output_gene))
+        return dict(zip(self.genes, np.abs(grads).mean(axis=0).tolist(), strict=True))
+
+    def _input_gradients(self, conditions: Sequence[str], gene_index: int) -> np.ndarray:
+        """Per-condition input gradients, (n_conditions, n_genes): samples are independent in eval
+        mode, so one backward pass of Σ_b prediction[b, gene] gives every row."""
+        self._check_ready(conditions)
         if not 0 <= gene_index < len(self.genes):
             raise IndexError(f"dual_stream_mamba: gene_index {gene_index!r} outside 0..{len(self.genes) - 1}")
         self.net.eval()
-        inp = self._prediction_input([condition]).to(self._device)
+        inp = self._prediction_input(conditions).to(self._device, self._dtype)
         inp.x.requires_grad_(True)
         mu, _, _ = self.net(inp)
-        (grad,) = torch.autograd.grad(mu[0, gene_index] + inp.x[0, gene_index], inp.x)
-        return grad[0].double().cpu().numpy()
+        (grad,) = torch.autograd.grad((mu[:, gene_index] + inp.x[:, gene_index]).sum(), inp.x)
+        return grad.double().cpu().numpy()
+
+    @property
+    def _dtype(self) -> torch.dtype:
+        return next(self.net.parameters()).dtype
 
     def _checkpoint_meta(self) -> dict:
         prior = self.encoder.prior

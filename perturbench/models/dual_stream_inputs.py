@@ -127,11 +127,12 @@ class Encoder:
         return {g: i for i, g in enumerate(self.vocab)}
 
     def encode(self, conditions: Sequence[str], hidden: Sequence[Collection[str]], x: np.ndarray) -> NetInput:
-        """``x``: (B, G) input expression. Targets outside the vocabulary get no embedding."""
+        """``x``: (B, G) input expression. Targets outside the vocabulary get no embedding.
+        Tensors keep float64 input values; :meth:`NetInput.to` casts them to the network's dtype."""
         b, g, v = len(conditions), len(self.genes), len(self.vocab)
         pert, hid = np.zeros((b, v), np.float32), np.zeros((b, v), np.float32)
         t_flag, h_flag = np.zeros((b, g), np.float32), np.zeros((b, g), np.float32)
-        prior = np.zeros((b, g), np.float32)
+        prior = np.zeros((b, g), np.float64)
         for i, (cond, hide) in enumerate(zip(conditions, hidden, strict=True)):
             prior[i] = self.prior.prior(cond, hide)
             for gene in targets(cond):
@@ -142,5 +143,5 @@ class Encoder:
                 if gene in self._gene_pos:
                     t_flag[i, self._gene_pos[gene]] = 1.0
                     h_flag[i, self._gene_pos[gene]] = float(hidden_gene)
-        tensors = (x.astype(np.float32), prior, pert, hid, t_flag, h_flag)
+        tensors = (np.array(x, dtype=np.float64), prior, pert, hid, t_flag, h_flag)
         return NetInput(*(torch.from_numpy(np.ascontiguousarray(t)) for t in tensors))

@@ -117,8 +117,8 @@ class NetInput:
     target_flag: Tensor  # (B, G)
     hidden_flag: Tensor  # (B, G)
 
-    def to(self, device: torch.device | str) -> NetInput:
-        return NetInput(*(getattr(self, f.name).to(device) for f in fields(self)))
+    def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> NetInput:
+        return NetInput(*(getattr(self, f.name).to(device, dtype) for f in fields(self)))
 
 
 def _gcn_stack(n_in: int, width: int, n_layers: int, *, root: bool = False) -> nn.ModuleList:
@@ -175,7 +175,7 @@ class KnowledgeStream(nn.Module):
         self.n_tokens = min(config.n_tokens, 1 << max(graphs.n_genes - 1, 0).bit_length())
         self.per_token = math.ceil(graphs.n_genes / self.n_tokens)  # genes per token
         self.gene_table = nn.Parameter(torch.randn(graphs.n_genes, e))
-        self.pert_table = nn.Parameter(torch.zeros(graphs.n_vocab, e))  # untrained targets stay at 0
+        self.pert_table = nn.Parameter(0.01 * torch.randn(graphs.n_vocab, e))  # untrained targets stay near 0
         self.gene_convs = _gcn_stack(e, e, config.gnn_layers)
         self.pert_convs = _gcn_stack(e, e, config.gnn_layers)
         self.inject = nn.Sequential(nn.Linear(2 * e, e), nn.ReLU(), nn.Linear(e, e))

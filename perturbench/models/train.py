@@ -57,7 +57,7 @@ def _train_epoch(net: DualStreamNet, batches: Iterable[Batch], opt: torch.optim.
         terms["total"].backward()
         opt.step()
         for k in TERMS:
-            sums[k] += float(terms[k]) * len(y)
+            sums[k] += terms[k].item() * len(y)
         n += len(y)
     return {k: v / max(n, 1) for k, v in sums.items()}
 
@@ -71,7 +71,7 @@ def evaluate(net: DualStreamNet, batches: Iterable[Batch], config: DualStreamCon
         inp, y = _to(batch, device)
         terms = loss_terms(*net(inp), y, config)
         for k in TERMS:
-            sums[k] += float(terms[k]) * len(y)
+            sums[k] += terms[k].item() * len(y)
         n += len(y)
     return {k: v / max(n, 1) for k, v in sums.items()}
 

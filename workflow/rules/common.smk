@@ -19,7 +19,8 @@ def spec_json(dataset):
 
 
 def run_json(run):
-    return json.dumps(RUNS[run], sort_keys=True)
+    spec = RUNS[run]
+    return json.dumps({"model": spec["model"], "params": spec["params"]}, sort_keys=True)
 
 
 def go_table(dataset):
@@ -33,13 +34,12 @@ def go_table(dataset):
 
 
 def metrics_files(dataset):
-    return expand(
-        "results/{dataset}/{featureset}/seed{seed}/metrics/{model}.tsv",
-        dataset=dataset,
-        featureset=config["featuresets"],
-        seed=config["seeds"],
-        model=runs_for(config, dataset),
-    )
+    return [
+        f"results/{dataset}/{featureset}/seed{seed}/metrics/{model}.tsv"
+        for featureset in config["featuresets"]
+        for seed in config["seeds"]
+        for model in runs_for(config, dataset, featureset)
+    ]
 
 
 def all_outputs():
