@@ -25,6 +25,15 @@ VAL = ["G04", "G00+G02"]
 TEST = ["G05", "G02+G04", "G03+G05"]
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny tensors: extra intra-op threads only add synchronisation cost (seconds on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def toy(rng) -> PerturbDataset:
     return toy_dataset(rng)

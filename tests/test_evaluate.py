@@ -143,8 +143,7 @@ def test_evaluate_prediction_file(data, rng, tmp_path):
     pred = Prediction(model="ridge", conditions=["C", "D"], genes=GENES, mean=rng.normal(size=(2, 8)))
     pred.write(tmp_path / "ridge.h5ad")
     got = evaluate_prediction_file(tmp_path / "ridge.h5ad", data, subgroups=SUBGROUPS, train_conditions=TRAIN)
-    stored = pred.mean.astype(np.float32)  # the file keeps float32
-    pd.testing.assert_frame_equal(got, run(data, stored, conditions=["C", "D"]))
+    pd.testing.assert_frame_equal(got, run(data, pred.mean, conditions=["C", "D"]))  # stored as float64
 
 
 def test_evaluate_rejects_gene_mismatch(data):

@@ -23,6 +23,15 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(7)
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny tensors: extra intra-op threads only add synchronisation cost (seconds on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _inputs(rng: np.random.Generator, *, batch=2, length=13, ed=5, n=4, dtype=torch.float64, device="cpu"):
     def t(*shape, positive=False):
         a = rng.normal(size=shape)
@@ -55,7 +64,7 @@ def test_reference_matches_hand_computed_one_channel():
     # ED = N = 1, A = -1, Δ = 1, B = C = 1, D = 0: h_t = e^{-1} h_{t-1} + x_t.
     x = torch.tensor([[[1.0], [2.0], [0.0]]], dtype=torch.float64)
     one = torch.ones(1, 3, 1, dtype=torch.float64)
-    y = selective_scan_reference(x, one, -torch.ones(1, 1, dtype=torch.float64), one, one, torch.zeros(1))
+    y = selective_scan_reference(x, one, -torch.ones(1, 1, dtype=torch.float64), one, one, torch.zeros(1, dtype=torch.float64))
     e = np.exp(-1.0)
     expected = [1.0, e + 2.0, e * (e + 2.0)]
     np.testing.assert_allclose(y.flatten().numpy(), expected, rtol=1e-12)
