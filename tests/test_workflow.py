@@ -43,10 +43,10 @@ def relocate_shared_paths(config_path: Path, out: Path) -> Path:
     return out
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "config.yaml", "norman.yaml", "test.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "config.yaml", "norman.yaml", "norman_quick.yaml", "test.yaml"])
 def test_every_config_builds_a_dag(tmp_path, name, shared_file):
     config = REPO / "workflow" / "config" / name
-    if name == "norman.yaml":
+    if name.startswith("norman"):
         shared_file("norman2019_pseudobulk_lfc.npz")
         config = relocate_shared_paths(config, tmp_path / name)
     result = snakemake(tmp_path, "-n", "--configfile", str(config))

@@ -138,8 +138,9 @@ class DualStreamMambaModel:
         n = min(self.config.cells_per_epoch, len(pert_rows))
         picked = rng.choice(pert_rows, size=n, replace=False)
         partners = rng.choice(ctrl_rows, size=n, replace=True)
-        for start in range(0, n, self.config.batch_size):
-            rows, base = picked[start : start + self.config.batch_size], partners[start : start + self.config.batch_size]
+        size = self.config.cell_batch_size
+        for start in range(0, n, size):
+            rows, base = picked[start : start + size], partners[start : start + size]
             chunk = [str(c) for c in labels[rows]]
             hidden = [self._hidden_for_training(c, rng) for c in chunk]
             x = _dense(train.cells.X[base])

@@ -37,11 +37,11 @@ class DualStreamConfig:
     expand: int = 2  # E: inner width ED = E·D
     n_layers: int = 1  # Mamba blocks per direction
     bidirectional: bool = True  # forward + reversed scan, summed
-    n_tokens: int = 256  # L: genes are grouped into L tokens (a power of two; the parallel scan pads to one)
+    n_tokens: int = 64  # L: genes are grouped into L tokens (a power of two; the parallel scan pads to one)
     gene_order: Literal["spectral", "dataset"] = "spectral"  # Fiedler order of the co-expression graph, or as given
     scan_backend: ScanBackend = "auto"  # selective-scan backend (perturbench.models.scan)
     # graphs and embeddings
-    d_embed: int = 8  # width of gene / perturbation embeddings and GCN features
+    d_embed: int = 16  # width of gene / perturbation embeddings and GCN features
     gnn_layers: int = 1  # GCNConv layers per graph
     coexpr_top_k: int = 20  # neighbours per gene in the co-expression graph
     coexpr_min_abs_corr: float = 0.3  # |Pearson r| threshold of a co-expression edge
@@ -50,7 +50,7 @@ class DualStreamConfig:
     latent_tokens: int = 4  # K: genes are pooled into K learned mixtures before the encoder
     # fusion and output
     fusion: Literal["gate", "cross_attention"] = "gate"
-    prior_dropout: float = 0.5  # training: chance a seen target's single effect is hidden from the prior
+    prior_dropout: float = 0.25  # training: chance a seen target's single effect is hidden from the prior
     # loss: w_mse·mean|y−μ|^(2+γ) + w_kl·KL + w_nll·mean(½ log σ² + (y−μ)²/(2σ²))
     w_mse: float = 1.0
     autofocus_gamma: float = 0.0  # γ of GEARS' autofocus loss; 0 gives the plain MSE
@@ -64,8 +64,9 @@ class DualStreamConfig:
     lr_patience: int = 2  # epochs without improvement before the learning rate is cut
     epochs: int = 20
     patience: int = 5  # early stopping: epochs without validation improvement
-    batch_size: int = 8
-    cells_per_epoch: int = 2048  # cell-level training: (control cell, perturbed cell) pairs per epoch
+    batch_size: int = 4  # pseudobulk training: conditions per optimiser step
+    cell_batch_size: int = 32  # cell-level training: (control cell, perturbed cell) pairs per step
+    cells_per_epoch: int = 1024  # cell-level training: pairs drawn per epoch
     passes_per_epoch: int = 1  # pseudobulk training: passes over the training conditions per epoch
     head_init: float = 0.01  # std of the per-gene readout weights at initialisation (× 1/√d_embed)
 
