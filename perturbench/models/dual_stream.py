@@ -2,9 +2,12 @@
 
 Training data level:
 
-- cells (``train.cells`` present): each epoch draws ``cells_per_epoch`` perturbed cells, pairs each
-  with a random control cell ``x`` and learns the change ``y = cell − x`` from ``x`` and the
-  perturbation;
+- cells (``train.cells`` present): each epoch draws ``cells_per_epoch`` perturbed cells and pairs
+  each with a random control cell ``x``; the network sees ``x`` and the perturbation and predicts
+  the perturbed cell as ``ctrl + μ`` (``ctrl`` = control pseudobulk), i.e. it learns
+  ``y = cell − ctrl``. Parameterising around the control mean rather than around ``x`` keeps the
+  optimum well posed: perturbed and control cells are unpaired, so ``E[cell | x]`` does not depend
+  on ``x`` and the network need not learn to cancel ``x``'s noise;
 - pseudobulk otherwise: ``x`` = the control pseudobulk (zeros for delta-only data) and
   ``y`` = the condition's mean change.
 
@@ -144,7 +147,7 @@ class DualStreamMambaModel:
             chunk = [str(c) for c in labels[rows]]
             hidden = [self._hidden_for_training(c, rng) for c in chunk]
             x = _dense(train.cells.X[base])
-            y = _dense(train.cells.X[rows]) - x
+            y = _dense(train.cells.X[rows]) - self.ctrl
             yield self.encoder.encode(chunk, hidden, x), torch.from_numpy(y.astype(np.float32))
 
     def _prediction_input(self, conditions: Sequence[str]) -> NetInput:
@@ -188,8 +191,8 @@ class DualStreamMambaModel:
         return Prediction(self.name, conditions, list(self.genes), mean, logvar)
 
     def input_gradients(self, condition: str, gene_index: int) -> np.ndarray:
-        """∂ (predicted expression of gene ``gene_index`` under ``condition``) / ∂ (input expression),
-        shape (n_genes,), at the control pseudobulk input."""
+        """∂ (predicted expression of gene ``gene_index`` under ``condition``) / ∂ (input expression
+        ``x``), shape (n_genes,), at ``x`` = the control pseudobulk."""
         return self._input_gradients([condition], gene_index)[0]
 
     def attributions(self, output_gene: str) -> dict[str, float]:
@@ -210,7 +213,7 @@ class DualStreamMambaModel:
         inp = self._prediction_input(conditions).to(self._device, self._dtype)
         inp.x.requires_grad_(True)
         mu, _, _ = self.net(inp)
-        (grad,) = torch.autograd.grad((mu[:, gene_index] + inp.x[:, gene_index]).sum(), inp.x)
+        (grad,) = torch.autograd.grad(mu[:, gene_index].sum(), inp.x)
         return grad.double().cpu().numpy()
 
     @property

@@ -228,6 +228,7 @@ class CrossAttentionFusion(nn.Module):
         return self.norm(know + data_genes + mixed)  # (B, G, e)
 
 
+_LOGVAR_BOUND = 10.0  # |log σ²| < 10: genes with exactly-zero errors (dropouts) cannot drive σ² → 0
 _GRAPH_TENSORS = ("gene_edges", "gene_weight", "pert_edges", "pert_weight", "order")
 
 
@@ -257,4 +258,5 @@ class DualStreamNet(nn.Module):
         fused = self.fusion(know, data_genes, data_tokens)  # (B, G, e)
         own = torch.einsum("bge,sge->bsg", fused, self.head_weight) + self.head_bias  # (B, 2, G)
         out = own + self.head_shared(fused).transpose(1, 2)  # (B, 2, G)
-        return inp.prior + out[:, 0], out[:, 1], kl
+        logvar = _LOGVAR_BOUND * torch.tanh(out[:, 1] / _LOGVAR_BOUND)  # (B, G), soft-bounded
+        return inp.prior + out[:, 0], logvar, kl
