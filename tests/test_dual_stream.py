@@ -126,7 +126,7 @@ def test_input_gradients_match_finite_differences(toy):
     model = _fit(toy)
     model.net.double().eval()
     grad = model.input_gradients("G00+G02", 5)
-    assert grad.shape == (len(GENES),)
+    assert grad.shape == (len(GENES),) and np.any(grad != 0)
     hidden = [model.encoder.prior.hidden_at_prediction("G00+G02")]
 
     def predicted(x: np.ndarray) -> float:
@@ -171,6 +171,19 @@ def test_spectral_order_follows_a_path_graph():
     assert order[:6] in (path, path[::-1]) and order[6] == 6  # isolated gene last
 
 
+@pytest.mark.parametrize("dense_max", [400, 10])  # dense eigensolver, then the sparse Lanczos branch
+def test_spectral_order_recovers_positions_on_a_line(rng, monkeypatch, dense_max):
+    monkeypatch.setattr("perturbench.models.dual_stream_inputs._DENSE_EIGH_MAX", dense_max)
+    n = 60
+    position = rng.permutation(n)  # gene i sits at position[i] on a line; neighbours within 3 steps
+    at = np.argsort(position)
+    src = np.array([at[p] for p in range(n) for q in range(p + 1, min(p + 4, n))])
+    dst = np.array([at[q] for p in range(n) for q in range(p + 1, min(p + 4, n))])
+    graph = GeneGraph(tuple(f"g{i}" for i in range(n)), src, dst, np.ones(len(src)))
+    order = spectral_order(graph, list(graph.genes)).tolist()
+    assert order in (at.tolist(), at[::-1].tolist())
+
+
 def test_unknown_hyper_parameter_is_rejected():
     with pytest.raises(TypeError, match=r"unknown hyper-parameter\(s\) \['d_stat'\]"):
         DualStreamMambaModel(d_stat=4)
@@ -179,6 +192,16 @@ def test_unknown_hyper_parameter_is_rejected():
 def test_n_tokens_must_be_a_power_of_two():
     with pytest.raises(ValueError, match="n_tokens must be a power of two, got 12"):
         DualStreamConfig(n_tokens=12)
+
+
+def test_non_positive_width_is_rejected():
+    with pytest.raises(ValueError, match="DualStreamConfig.d_embed must be >= 1, got 0"):
+        DualStreamConfig(d_embed=0)
+
+
+def test_unknown_device_is_rejected(toy):
+    with pytest.raises(ValueError, match="FitContext.device: 'gpu0' is not 'auto' or a torch device"):
+        DualStreamMambaModel(**TINY).fit(toy.subset(TRAIN), context=FitContext(device="gpu0"))
 
 
 def test_bad_gene_order_is_rejected():

@@ -64,7 +64,8 @@ def test_reference_matches_hand_computed_one_channel():
     # ED = N = 1, A = -1, Δ = 1, B = C = 1, D = 0: h_t = e^{-1} h_{t-1} + x_t.
     x = torch.tensor([[[1.0], [2.0], [0.0]]], dtype=torch.float64)
     one = torch.ones(1, 3, 1, dtype=torch.float64)
-    y = selective_scan_reference(x, one, -torch.ones(1, 1, dtype=torch.float64), one, one, torch.zeros(1, dtype=torch.float64))
+    A, D = -torch.ones(1, 1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
+    y = selective_scan_reference(x, one, A, one, one, D)
     e = np.exp(-1.0)
     expected = [1.0, e + 2.0, e * (e + 2.0)]
     np.testing.assert_allclose(y.flatten().numpy(), expected, rtol=1e-12)

@@ -50,6 +50,16 @@ def _dense(x: np.ndarray | sp.spmatrix) -> np.ndarray:
     return np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float64)
 
 
+def _resolve_device(name: str) -> torch.device:
+    """``FitContext.device``: ``"auto"`` (CUDA when available, else CPU) or a torch device string."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"FitContext.device: {name!r} is not 'auto' or a torch device") from None
+
+
 class DualStreamMambaModel:
     """Registry key ``dual_stream_mamba``; keyword arguments are :class:`DualStreamConfig` fields."""
 
@@ -69,7 +79,7 @@ class DualStreamMambaModel:
             raise ValueError(f"{train.source}: dual_stream_mamba needs at least one training perturbation")
         if context.val is not None and context.val.genes != train.genes:
             raise ValueError(f"{context.val.source}: validation genes differ from the training genes ({train.source})")
-        self._device = torch.device(context.device)
+        self._device = _resolve_device(context.device)
         rng = np.random.default_rng(context.seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(context.seed)

@@ -88,8 +88,11 @@ def _fiedler_sort(lap: sp.csr_matrix) -> np.ndarray:
     if m <= _DENSE_EIGH_MAX:
         vec = np.linalg.eigh(lap.toarray())[1][:, 1]
     else:
-        vals, vecs = eigsh(lap.tocsc(), k=2, sigma=-1e-3, which="LM", v0=np.linspace(1.0, 2.0, m))
-        vec = vecs[:, np.argsort(vals)[1]]
+        # the two smallest eigenpairs of L are the two largest of cI − L (c = 2·max degree bounds
+        # L's spectrum, Gershgorin); Lanczos on sparse matvecs, no factorisation of L
+        shifted = sp.identity(m, format="csr") * (2.0 * lap.diagonal().max()) - lap
+        vals, vecs = eigsh(shifted, k=2, which="LA", v0=np.linspace(1.0, 2.0, m), tol=1e-10)
+        vec = vecs[:, np.argmin(vals)]
     if vec @ (np.arange(m) - (m - 1) / 2) < 0:
         vec = -vec
     return np.argsort(vec, kind="stable")

@@ -1,16 +1,18 @@
 """The dual-stream Mamba network (Li & Liu, "Predicting Multigene Transcriptional Outcomes Based on
 Dual-Stream Mamba Neural Network") as a tree of ``nn.Module``s, every one built in ``__init__``.
 
-- Data stream: graph convolutions (co-expression graph) over per-gene input features
-  ``[control expression, prior change]`` → VAE (gene-pooled encoder, reparameterised latent ``z``,
-  decoder back to genes); its KL term enters the loss.
+- Data stream: torch-geometric ``GraphConv`` (own-node + neighbour-mean weights) over the
+  co-expression graph on per-gene inputs ``[input expression x, prior change]`` → VAE
+  (genes pooled into K learned mixtures, encoder, reparameterised latent ``z``, decoder, unpooled
+  back to genes; a skip around the VAE keeps gene-level detail); its KL term enters the loss.
 - Knowledge stream: learnable gene embeddings propagated over the co-expression graph and
-  perturbation embeddings propagated over the GO graph (torch-geometric ``GCNConv``); the summed
-  embeddings of the perturbed genes are mapped and added to every gene token (GEARS-style), the
-  perturbed genes' own tokens get a learned flag; genes, in a fixed order, are grouped into a
-  power-of-two number of tokens for a bidirectional Mamba encoder.
-- Fusion (gate or cross-attention) → per-gene heads for the change ``μ`` (added to the prior
-  change computed from training data) and the log-variance ``log σ²`` (Kendall & Gal 2017).
+  perturbation embeddings over the GO graph (``GCNConv``); the summed embeddings of the perturbed
+  genes (all, and those whose effect the prior lacks) are mapped by an MLP and added to every gene
+  token (GEARS-style), the perturbed genes' own tokens get learned flags. Genes, in the configured
+  order, are grouped ``⌈G/L⌉`` per token into ``L`` (a power of two) tokens, zero-padded at the
+  end, for a bidirectional Mamba encoder whose output is added back to the gene tokens.
+- Fusion (gate or cross-attention) → a shared plus a per-gene linear readout of the change ``μ``
+  (added to the prior change computed from training data) and of ``log σ²`` (Kendall & Gal 2017).
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from torch import Tensor, nn
 from torch_geometric.nn import GCNConv, GraphConv
 
 from perturbench.models.scan import BiMambaEncoder, MambaStreamConfig, ScanBackend
+
+_POSITIVE = ("d_model", "d_state", "d_conv", "expand", "n_layers", "n_tokens", "d_embed", "gnn_layers", "latent_dim",
+             "latent_tokens", "patience", "batch_size", "cell_batch_size", "cells_per_epoch", "passes_per_epoch")
 
 
 @dataclass
@@ -71,7 +76,12 @@ class DualStreamConfig:
     head_init: float = 0.01  # std of the per-gene readout weights at initialisation (× 1/√d_embed)
 
     def __post_init__(self) -> None:
-        if self.n_tokens < 1 or self.n_tokens & (self.n_tokens - 1):
+        for name in _POSITIVE:
+            if getattr(self, name) < 1:
+                raise ValueError(f"DualStreamConfig.{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.epochs < 0:
+            raise ValueError(f"DualStreamConfig.epochs must be >= 0, got {self.epochs!r}")
+        if self.n_tokens & (self.n_tokens - 1) or self.n_tokens & (self.n_tokens - 1):
             raise ValueError(f"DualStreamConfig.n_tokens must be a power of two, got {self.n_tokens!r}")
         if self.gene_order not in ("spectral", "dataset"):
             raise ValueError(f"DualStreamConfig.gene_order must be 'spectral' or 'dataset', got {self.gene_order!r}")
@@ -130,7 +140,7 @@ def _gcn_stack(n_in: int, width: int, n_layers: int, *, root: bool = False) -> n
         n = n_in if i == 0 else width
         return GraphConv(n, width, aggr="mean") if root else GCNConv(n, width, cached=True)
 
-    return nn.ModuleList(conv(i) for i in range(max(n_layers, 1)))
+    return nn.ModuleList(conv(i) for i in range(n_layers))
 
 
 def _propagate(convs: nn.ModuleList, h: Tensor, edges: Tensor, weight: Tensor) -> Tensor:
@@ -141,7 +151,7 @@ def _propagate(convs: nn.ModuleList, h: Tensor, edges: Tensor, weight: Tensor) -
 
 
 class DataStream(nn.Module):
-    """GCN embedding of the per-gene inputs → VAE. Returns per-gene features (the GCN embedding plus
+    """Graph-convolution embedding of the per-gene inputs → VAE. Returns per-gene features (the embedding plus
     the decoded latent: the skip keeps gene-level detail past the K-token bottleneck), the decoded
     latent tokens and the KL term."""
 

@@ -47,7 +47,9 @@ def _to(batch: Batch, device: torch.device) -> Batch:
     return inp.to(device), y.to(device)
 
 
-def _train_epoch(net: DualStreamNet, batches: Iterable[Batch], opt: torch.optim.Optimizer, config, device) -> dict:
+def _train_epoch(
+    net: DualStreamNet, batches: Iterable[Batch], opt: torch.optim.Optimizer, config: DualStreamConfig, device
+) -> dict[str, float]:
     net.train()
     sums, n = dict.fromkeys(TERMS, 0.0), 0
     for batch in batches:
@@ -93,26 +95,29 @@ def train_network(
     bar = tqdm(range(config.epochs), desc=desc, file=sys.stderr, leave=False)
     for epoch in bar:
         lr = opt.param_groups[0]["lr"]
-        rows.append({"epoch": epoch, "split": "train", "lr": lr, **_train_epoch(net, train_batches(epoch), opt, config, device)})
-        monitor = rows[-1]["total"]
+        train_terms = _train_epoch(net, train_batches(epoch), opt, config, device)
+        rows.append({"epoch": epoch, "split": "train", "lr": lr, **train_terms})
+        monitor = train_terms["total"]
         if val_batches:
             rows.append({"epoch": epoch, "split": "val", "lr": lr, **evaluate(net, val_batches, config, device)})
             monitor = rows[-1]["mse"]
         sched.step(monitor)
-        bar.set_postfix(train=f"{rows[-1 - bool(val_batches)]['total']:.4f}", monitor=f"{monitor:.4f}")
-        if monitor < best:
-            best, best_state, stale = monitor, copy.deepcopy(net.state_dict()), 0
-        else:
-            stale += 1
-            if val_batches and stale >= config.patience:
-                break
+        bar.set_postfix(train=f"{train_terms['total']:.4f}", monitor=f"{monitor:.4f}")
+        stale = 0 if monitor < best else stale + 1
+        best = min(best, monitor)
+        if val_batches and stale == 0:
+            best_state = copy.deepcopy(net.state_dict())
+        if val_batches and stale >= config.patience:
+            break
     bar.close()
-    if val_batches and best_state is not None:
+    if best_state is not None:
         net.load_state_dict(best_state)
     return pd.DataFrame(rows, columns=["epoch", "split", "lr", *TERMS])
 
 
-def save_training(log_dir: Path, curves: pd.DataFrame, net: DualStreamNet, config: DualStreamConfig, meta: dict) -> None:
+def save_training(
+    log_dir: Path, curves: pd.DataFrame, net: DualStreamNet, config: DualStreamConfig, meta: dict
+) -> None:
     """Write ``loss_curves.tsv`` and the checkpoint ``model.pt`` (config, weights, ``meta``) atomically."""
     log_dir = Path(log_dir)
     with atomic_path(log_dir / "loss_curves.tsv") as tmp:
