@@ -20,7 +20,6 @@ Writes and prints ``<out_dir>/baselines_speed.tsv``. Run: ``perturbench bench ba
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from collections.abc import Callable
@@ -119,13 +118,3 @@ def run(out_dir: Path) -> pd.DataFrame:
           f"target all_baselines <= {TARGET_SECONDS:g} s")
     print(frame.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     return frame
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out-dir", type=Path, default=Path("results/bench"))
-    run(parser.parse_args(argv).out_dir)
-
-
-if __name__ == "__main__":
-    main()

@@ -27,7 +27,6 @@ or ``python -m perturbench.bench.gears_vs_mamba --out-dir results/bench``.
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing
 import os
 import pickle
@@ -180,13 +179,3 @@ def run(out_dir: Path) -> pd.DataFrame:
     print(f"gears_vs_mamba on {data.label}: fits of {EPOCHS} epochs, {THREADS} torch thread(s), {os.cpu_count()} CPUs")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     return table
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out-dir", type=Path, default=Path("results/bench"))
-    run(parser.parse_args(argv).out_dir)
-
-
-if __name__ == "__main__":
-    main()

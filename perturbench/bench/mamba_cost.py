@@ -23,7 +23,6 @@ Writes ``<out_dir>/mamba_cost.tsv`` and prints it. Run: ``perturbench bench mamb
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing
 import os
 import resource
@@ -148,13 +147,3 @@ def run(out_dir: Path) -> pd.DataFrame:
     write_text_atomic(Path(out_dir) / "mamba_cost.tsv", table.to_csv(sep="\t", index=False, float_format="%.4g"))
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     return table
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out-dir", type=Path, default=Path("results/bench"))
-    run(parser.parse_args(argv).out_dir)
-
-
-if __name__ == "__main__":
-    main()
