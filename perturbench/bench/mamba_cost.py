@@ -47,7 +47,7 @@ from perturbench.models.scan import BiMambaEncoder
 
 GENE_COUNTS = (1000, 2000, 4000)
 BATCH = 2
-REPEATS = 3
+REPEATS = 5
 THREAD_COUNTS = (1, 2)  # each part runs at each torch thread count
 N_GENES, N_SINGLES, N_PAIRS = 5000, 100, 140  # ≈ Norman: ~240 training conditions
 EPOCH_TARGET_S = 60.0
