@@ -20,7 +20,9 @@ def spec_json(dataset):
 
 def run_json(run):
     spec = RUNS[run]
-    return json.dumps({"model": spec["model"], "params": spec["params"]}, sort_keys=True)
+    return json.dumps(
+        {"model": spec["model"], "params": spec["params"]}, sort_keys=True
+    )
 
 
 def go_table(dataset):
