@@ -14,8 +14,7 @@ GO table is present (``$PERTURBENCH_SHARED_DATA``, default ``<repo>/../shared/da
 ``go_graph_full_table`` times the GEARS-style graph over all of its genes. Timings on a shared
 machine are noisy: compare ``cpu_seconds`` with ``seconds`` and look at ``load_avg``.
 
-Writes and prints ``<out_dir>/baselines_speed.tsv``. Run: ``perturbench bench baselines_speed`` or
-``python -m perturbench.bench.baselines_speed --out-dir results/bench``.
+Writes and prints ``<out_dir>/baselines_speed.tsv``. Run: ``perturbench bench baselines_speed``.
 """
 
 from __future__ import annotations

@@ -21,8 +21,7 @@ on a shared machine, where wall seconds (``epoch_s``) grow with the load (``load
 process's ``ru_maxrss`` (imports and data included), ``base_rss_mib`` = its RSS after imports and
 data loading, before fit; ``*_ratio`` = GEARS / Mamba.
 
-Writes ``<out_dir>/gears_vs_mamba.tsv`` and prints it. Run: ``perturbench bench gears_vs_mamba``
-or ``python -m perturbench.bench.gears_vs_mamba --out-dir results/bench``.
+Writes ``<out_dir>/gears_vs_mamba.tsv`` and prints it. Run: ``perturbench bench gears_vs_mamba``.
 """
 
 from __future__ import annotations

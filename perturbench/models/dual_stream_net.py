@@ -81,7 +81,7 @@ class DualStreamConfig:
                 raise ValueError(f"DualStreamConfig.{name} must be >= 1, got {getattr(self, name)!r}")
         if self.epochs < 0:
             raise ValueError(f"DualStreamConfig.epochs must be >= 0, got {self.epochs!r}")
-        if self.n_tokens & (self.n_tokens - 1) or self.n_tokens & (self.n_tokens - 1):
+        if self.n_tokens & (self.n_tokens - 1):
             raise ValueError(f"DualStreamConfig.n_tokens must be a power of two, got {self.n_tokens!r}")
         if self.gene_order not in ("spectral", "dataset"):
             raise ValueError(f"DualStreamConfig.gene_order must be 'spectral' or 'dataset', got {self.gene_order!r}")
