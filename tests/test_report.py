@@ -143,16 +143,27 @@ def test_pseudobulk_only_dataset_says_what_is_not_available(report):
     assert drawn == {"fig-mse", "fig-highlight", "fig-l2", "fig-relative", "fig-spread"}
 
 
-def test_wilcoxon_reference_is_the_best_baseline(report):
+def test_wilcoxon_reference_is_the_best_baseline_of_each_subgroup(report):
     summary = pd.read_csv(report / "sim" / "summary.tsv", sep="\t")
     conditions = pd.read_csv(report / "sim" / "conditions.tsv", sep="\t")
-    reference = best_model(summary, [m for m in BASELINES if m in set(summary["model"])], featureset="full")
+    baselines = [m for m in BASELINES if m in set(summary["model"])]
     html = (report / "report" / "sim.html").read_text()
-    assert f"Reference: <b>{reference}</b>" in html
-    full = conditions[conditions["featureset"] == "full"]
-    _, p, n = paired_wilcoxon(full, model="dual_stream_mamba", reference=reference, metric="pearson_delta")
     section = html[html.index('id="results-full"'):html.index('id="results-no_mt"')]
-    assert f"n={n}" in section and (f"p = {p:.2g}" in section or p < 1e-4)
+    table = section[section.index('class="wilcoxon" data-metric="pearson_delta"'):]
+    table = table[:table.index("</table>")]
+    full = conditions[conditions["featureset"] == "full"]
+    subgroups = re.findall(r'<th class="num">([a-z_0-9]+)</th>', table)
+    shown = re.findall(r'data-reference="([^"]*)"', table)
+    expected = [best_model(summary, baselines, featureset="full", metric="pearson_delta", subgroup=g) or ""
+                for g in subgroups]
+    assert "all" in subgroups and shown == expected
+    ref = expected[subgroups.index("all")]
+    _, p, n = paired_wilcoxon(full, model="dual_stream_mamba", reference=ref, metric="pearson_delta")
+    row = table[table.index("<tr><td>dual_stream_mamba</td>"):]
+    row = row[:row.index("</tr>")]
+    last = row.split("<td")[-1]
+    assert f"n={n}" in last and (f"p = {p:.2g}" in last or p < 1e-4)
+    assert table.count(">reference</td>") == sum(1 for r in expected if r)
 
 
 def test_learned_section_compares_attributions_and_lists_recurrent_genes(report):
