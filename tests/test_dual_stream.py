@@ -157,6 +157,31 @@ def test_prior_table_is_additive_with_fill_and_self_effect():
     assert table.hidden_at_prediction("A+Z") == frozenset({"Z"})
 
 
+def _refit_effects(conditions, deltas, lam):
+    """Reference: ridge effects by an explicit least-squares solve on [X; √λ I]."""
+    design = sorted({g for c in conditions for g in c.split("+")})
+    x = np.array([[float(g in c.split("+")) for g in design] for c in conditions])
+    aug = np.vstack([x, np.sqrt(lam) * np.eye(len(design))])
+    target = np.vstack([deltas, np.zeros((len(design), deltas.shape[1]))])
+    return dict(zip(design, np.linalg.lstsq(aug, target, rcond=None)[0], strict=True))
+
+
+def test_ridge_prior_uses_every_condition_and_leaves_each_training_condition_out(rng):
+    genes = ["A", "B", "C", "D"]
+    conditions = ["A", "B", "C", "A+B", "A+C", "B+D", "C+D", "C+E"]  # E only in C+E: left out, it is unknown
+    deltas = rng.normal(size=(len(conditions), len(genes)))
+    table = PriorTable.ridge(conditions, deltas, genes, lam=0.1)
+    full = _refit_effects(conditions, deltas, 0.1)
+    assert sorted(table.singles) == ["A", "B", "C", "D", "E"]  # D and E are seen only in combinations
+    np.testing.assert_allclose(table.prior("A+D", hidden=()), full["A"] + full["D"], atol=1e-10)
+    for i, cond in enumerate(conditions):  # a training condition sees the fit without itself
+        rest = [c for c in conditions if c != cond]
+        without = _refit_effects(rest, np.delete(deltas, i, axis=0), 0.1)
+        parts = cond.split("+")
+        expected = sum(without[g] if g in without else table.fill for g in parts)  # E ∉ genes: no self effect
+        np.testing.assert_allclose(table.prior(cond, hidden=()), expected, atol=1e-10)
+
+
 def test_edge_tensors_reindex_onto_nodes_and_drop_outside_edges():
     graph = GeneGraph(("X", "Y", "Z"), np.array([0, 1, 2]), np.array([1, 2, 0]), np.array([0.5, -0.7, 1.0]))
     edges, weight = edge_tensors(graph, ["Z", "Y"])

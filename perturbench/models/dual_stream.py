@@ -11,8 +11,12 @@ Training data level:
 - pseudobulk otherwise: ``x`` = the control pseudobulk (zeros for delta-only data) and
   ``y`` = the condition's mean change.
 
-The network predicts a residual on top of an additive prior computed from the training pseudobulk
-(:class:`~perturbench.models.dual_stream_inputs.PriorTable`). During training every single-gene
+The network predicts a residual on top of a prior computed from the training pseudobulk
+(:class:`~perturbench.models.dual_stream_inputs.PriorTable`): the sum of per-gene effects, by
+default ridge effects fitted on every training condition (``prior="ridge"``; each training
+condition sees the leave-one-out fit), or the training singles' changes (``prior="additive"``).
+The ridge prior was chosen on validation conditions only (real Norman pseudobulk, 3 seeds: lower
+top-20-DE MSE than the additive prior for singles and for combinations). During training every single-gene
 condition has its own effect hidden from the prior (it would be the answer), and each known
 component of a combination is hidden with probability ``prior_dropout``, so the network learns the
 unseen-gene cases it meets at prediction time; the network is told which targets are hidden.
@@ -107,7 +111,11 @@ class DualStreamMambaModel:
         go = context.go_graph if context.go_graph is not None else coexpr
         seen = {g for ds in (train, context.val) if ds is not None for c in ds.conditions for g in targets(c)}
         vocab = tuple(sorted(set(self.genes) | set(go.genes) | seen))
-        self.encoder = Encoder(tuple(self.genes), vocab, PriorTable.from_deltas(train.conditions, deltas, self.genes))
+        if self.config.prior == "ridge":
+            prior = PriorTable.ridge(train.conditions, deltas, self.genes, lam=self.config.prior_lambda)
+        else:
+            prior = PriorTable.from_deltas(train.conditions, deltas, self.genes)
+        self.encoder = Encoder(tuple(self.genes), vocab, prior)
         self.net = DualStreamNet(self.config, self._graphs(coexpr, go, vocab)).to(self._device)
 
     def _graphs(self, coexpr: GeneGraph, go: GeneGraph, vocab: tuple[str, ...]) -> NetGraphs:

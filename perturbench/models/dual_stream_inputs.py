@@ -4,7 +4,7 @@ vocabulary, graphs as edge tensors, the spectral gene order and batch encoding."
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -31,12 +31,18 @@ class PriorTable:
     change (without singles: the mean per-target change ``δ_c / |targets(c)|``); ``s`` (applied only
     when ``g`` is a measured gene) is the mean change of a perturbed gene's own expression over the
     training singles whose target is measured (0 when there are none).
+
+    :meth:`ridge` replaces ``δ_g`` by ridge per-gene effects fitted on every training condition
+    (singles and combinations), with leave-one-out effects for the training conditions themselves.
     """
 
     genes: tuple[str, ...]
     singles: dict[str, np.ndarray]
     fill: np.ndarray
     self_effect: float
+    # training condition → (target → coefficient u_g, or None when only this condition has the
+    # target, residual r): effects of the fit without the condition
+    loo: dict[str, tuple[dict[str, float | None], np.ndarray]] = field(default_factory=dict)
 
     @classmethod
     def from_deltas(cls, conditions: Sequence[str], deltas: np.ndarray, genes: Sequence[str]) -> PriorTable:
@@ -49,15 +55,48 @@ class PriorTable:
         own = [v[index[g]] for g, v in singles.items() if g in index]
         return cls(tuple(genes), singles, fill, float(np.mean(own)) if own else 0.0)
 
+    @classmethod
+    def ridge(cls, conditions: Sequence[str], deltas: np.ndarray, genes: Sequence[str], *, lam: float) -> PriorTable:
+        """Per-gene effects W = (XᵀX + λI)⁻¹ XᵀΔ of the multi-hot design X over the training targets.
+
+        A training condition c must not see itself: its effects are those of the fit without c,
+        W₋c = W − u_c r_cᵀ with u_c = (XᵀX + λI)⁻¹ x_c / (1 − h_c), r_c = δ_c − x_c W and
+        h_c = x_cᵀ (XᵀX + λI)⁻¹ x_c (Sherman–Morrison); a target no other training condition has
+        is hidden (``fill``) for c. ``fill`` and ``self_effect`` as in :meth:`from_deltas`.
+        """
+        base = cls.from_deltas(conditions, deltas, genes)
+        design = sorted({g for c in conditions for g in targets(c)})
+        col = {g: j for j, g in enumerate(design)}
+        x = np.zeros((len(conditions), len(design)))  # (n, p) multi-hot
+        for i, c in enumerate(conditions):
+            x[i, [col[g] for g in targets(c)]] = 1.0
+        a_inv_xt = np.linalg.solve(x.T @ x + lam * np.eye(len(design)), x.T)  # (p, n)
+        w = a_inv_xt @ deltas  # (p, n_genes)
+        lever = np.einsum("ij,ji->i", x, a_inv_xt)  # (n,) h_c
+        resid = deltas - x @ w  # (n, n_genes)
+        only = x.sum(axis=0) == 1  # targets of a single training condition: unknown without it
+        loo = {c: ({g: None if only[col[g]] else a_inv_xt[col[g], i] / (1.0 - lever[i]) for g in targets(c)}, resid[i])
+               for i, c in enumerate(conditions)}
+        return cls(base.genes, {g: w[j] for g, j in col.items()}, base.fill, base.self_effect, loo)
+
     def hidden_at_prediction(self, condition: str) -> frozenset[str]:
         """Targets of ``condition`` with no training single change (their prior share is ``fill``)."""
         return frozenset(g for g in targets(condition) if g not in self.singles)
 
+    def hidden_targets(self, condition: str, hidden: Collection[str]) -> frozenset[str]:
+        """Targets whose prior share is ``fill``: asked to be hidden, without an effect, or known only
+        from ``condition`` itself (a training condition under the ridge prior)."""
+        coef = self.loo.get(condition, ({}, None))[0]
+        return frozenset(g for g in targets(condition)
+                         if g in hidden or g not in self.singles or coef.get(g, 0.0) is None)
+
     def prior(self, condition: str, hidden: Collection[str]) -> np.ndarray:
         out = np.zeros_like(self.fill)
+        coef, resid = self.loo.get(condition, ({}, None))
+        hide = self.hidden_targets(condition, hidden)
         for gene in targets(condition):
-            if gene in self.singles and gene not in hidden:
-                out += self.singles[gene]
+            if gene not in hide:
+                out += self.singles[gene] if resid is None else self.singles[gene] - coef[gene] * resid
                 continue
             out += self.fill
             if gene in self._index:
@@ -138,8 +177,9 @@ class Encoder:
         prior = np.zeros((b, g), np.float64)
         for i, (cond, hide) in enumerate(zip(conditions, hidden, strict=True)):
             prior[i] = self.prior.prior(cond, hide)
+            unknown = self.prior.hidden_targets(cond, hide)
             for gene in targets(cond):
-                hidden_gene = gene in hide or gene not in self.prior.singles
+                hidden_gene = gene in unknown
                 if gene in self._vocab_pos:
                     pert[i, self._vocab_pos[gene]] = 1.0
                     hid[i, self._vocab_pos[gene]] = float(hidden_gene)

@@ -56,6 +56,8 @@ class DualStreamConfig:
     # fusion and output
     fusion: Literal["gate", "cross_attention"] = "gate"
     prior_dropout: float = 0.25  # training: chance a seen target's single effect is hidden from the prior
+    prior: Literal["additive", "ridge"] = "ridge"  # per-gene prior effects: ridge on every training condition, or singles only
+    prior_lambda: float = 0.1  # λ of the ridge prior
     # loss: w_mse·mean|y−μ|^(2+γ) + w_kl·KL + w_nll·mean(½ log σ² + (y−μ)²/(2σ²))
     w_mse: float = 1.0
     autofocus_gamma: float = 0.0  # γ of GEARS' autofocus loss; 0 gives the plain MSE
@@ -87,6 +89,10 @@ class DualStreamConfig:
             raise ValueError(f"DualStreamConfig.gene_order must be 'spectral' or 'dataset', got {self.gene_order!r}")
         if self.fusion not in ("gate", "cross_attention"):
             raise ValueError(f"DualStreamConfig.fusion must be 'gate' or 'cross_attention', got {self.fusion!r}")
+        if self.prior not in ("additive", "ridge"):
+            raise ValueError(f"DualStreamConfig.prior must be 'additive' or 'ridge', got {self.prior!r}")
+        if not self.prior_lambda > 0:
+            raise ValueError(f"DualStreamConfig.prior_lambda must be > 0, got {self.prior_lambda!r}")
         if not 0.0 <= self.prior_dropout <= 1.0:
             raise ValueError(f"DualStreamConfig.prior_dropout must be in [0, 1], got {self.prior_dropout!r}")
         self.betas = (float(self.betas[0]), float(self.betas[1]))
