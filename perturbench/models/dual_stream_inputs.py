@@ -80,8 +80,8 @@ class PriorTable:
         return cls(base.genes, {g: w[j] for g, j in col.items()}, base.fill, base.self_effect, loo)
 
     def hidden_at_prediction(self, condition: str) -> frozenset[str]:
-        """Targets of ``condition`` with no training single change (their prior share is ``fill``)."""
-        return frozenset(g for g in targets(condition) if g not in self.singles)
+        """Targets of ``condition`` with no per-gene effect (their prior share is ``fill``)."""
+        return self.hidden_targets(condition, ())
 
     def hidden_targets(self, condition: str, hidden: Collection[str]) -> frozenset[str]:
         """Targets whose prior share is ``fill``: asked to be hidden, without an effect, or known only
