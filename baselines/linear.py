@@ -3,9 +3,14 @@
 Notation: X (n_conditions × p) multi-hot design over the p target genes seen in training,
 Δ = Y − c the training deltas (n_conditions × n_genes) with c the control profile, W (p × n_genes).
 
-Intercept: the ridge family fits Δ without an intercept, i.e. the intercept is fixed to the
-control profile c. The design's zero row *is* control, so a condition none of whose targets
-trained is predicted as control, and with λ → 0 and only singles in training the ridge model
+Intercept (``intercept: true``, the default, as the reference study, Kavirayuni & Venturelli):
+the ridge family fits ``min ‖Δ − XW − 1bᵀ‖² + λ‖W‖²`` (+ γ Tr(W L Wᵀ) for GRN ridge) with an
+unpenalised intercept b. Minimising over b first gives b = Δ̄ − x̄ W (Δ̄, x̄ the column means of Δ
+and X), and substituting leaves the same problem on the centred X − 1x̄ᵀ and Δ − 1Δ̄ᵀ, which is
+what the fast path solves (:func:`centred_fit`). A condition none of whose targets trained is
+predicted as control + b: the training conditions' shared change that the targets do not
+explain. ``intercept: false`` fixes b = 0 (the intercept is the control profile c): such a
+condition is then predicted as control, and with λ → 0 and only singles in training ridge
 reduces to the additive baseline. (The mean baseline is a separate entry.)
 
 Every solver has a slow reference next to the fast path (``solver="reference"``); the tests
@@ -15,7 +20,7 @@ check that they agree.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -58,6 +63,28 @@ def ridge_solve(x: np.ndarray, y: np.ndarray, *, lam: float, solver: Solver = "f
     augmented = np.vstack([x, np.sqrt(lam) * np.eye(p)])
     target = np.vstack([y, np.zeros((p, y.shape[1]))])
     return np.linalg.lstsq(augmented, target, rcond=None)[0]
+
+
+def ridge_intercept_reference(x: np.ndarray, y: np.ndarray, *, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """(W, b) = argmin ‖Y − XW − 1bᵀ‖² + λ‖W‖² by least squares on the augmented system
+    [X 1; √λ I 0] [W; bᵀ] = [Y; 0] (the intercept column is not penalised). Slow reference of
+    :func:`centred_fit` with :func:`ridge_solve`."""
+    n, p = x.shape
+    design = np.vstack([np.hstack([x, np.ones((n, 1))]), np.hstack([np.sqrt(lam) * np.eye(p), np.zeros((p, 1))])])
+    target = np.vstack([y, np.zeros((p, y.shape[1]))])
+    coef = np.linalg.lstsq(design, target, rcond=None)[0]
+    return coef[:p], coef[p]
+
+
+def centred_fit(x: np.ndarray, y: np.ndarray, solve: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(W, b) with an unpenalised intercept: W = solve(X − 1x̄ᵀ, Y − 1ȳᵀ), b = ȳ − x̄ W.
+
+    Exact for any penalty that does not involve b (ridge, GRN ridge): the optimal b given W is
+    ȳ − x̄ W, and substituting it centres both sides.
+    """
+    x_mean, y_mean = x.mean(axis=0), y.mean(axis=0)
+    w = solve(x - x_mean, y - y_mean)
+    return w, y_mean - x_mean @ w
 
 
 def grn_ridge_solve(
@@ -148,19 +175,28 @@ def top_eigenvectors(gram: np.ndarray, k: int) -> np.ndarray:
 
 # -- models -------------------------------------------------------------------------------------
 class _DesignModel(BaselineModel):
-    """Δ̂ = x W with x the multi-hot row over the target genes seen in training."""
+    """Δ̂ = b + x W with x the multi-hot row over the target genes seen in training; b = 0 unless
+    the config's ``intercept`` is true (then fitted unpenalised, see the module docstring)."""
 
     def _fit(self, conditions: list[str], deltas: np.ndarray, *, train: PerturbDataset, context: FitContext) -> None:
         require_conditions(self.name, conditions, train)
         self.pert_genes = perturbed_genes(conditions)
-        self.weights = self._solve(multi_hot(conditions, self.pert_genes), deltas, train=train, context=context)
+        x = multi_hot(conditions, self.pert_genes)
+
+        def solve(xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
+            return self._solve(xx, yy, train=train, context=context)
+
+        if self.config.intercept:
+            self.weights, self.intercept = centred_fit(x, deltas, solve)
+        else:
+            self.weights, self.intercept = solve(x, deltas), np.zeros(deltas.shape[1])
 
     @abstractmethod
     def _solve(self, x: np.ndarray, deltas: np.ndarray, *, train: PerturbDataset, context: FitContext) -> np.ndarray:
         """W (p, n_genes) from the design x (n_conditions, p) and the deltas."""
 
     def _predict_deltas(self, conditions: list[str]) -> np.ndarray:
-        return multi_hot(conditions, self.pert_genes) @ self.weights
+        return self.intercept[None, :] + multi_hot(conditions, self.pert_genes) @ self.weights
 
     def attributions(self, output_gene: str) -> dict[str, float]:
         """|W[p, g]|: how strongly perturbing target gene p moves output gene g."""
@@ -174,6 +210,7 @@ class RidgeConfig:
     """Hyper-parameters of :class:`RidgeModel`."""
 
     lam: float = 0.1  # λ: ridge penalty on W
+    intercept: bool = True  # fit an unpenalised intercept b (reference study); false: b = 0
     solver: Solver = "fast"  # "reference": least squares on the augmented system
 
     def __post_init__(self) -> None:
@@ -181,7 +218,8 @@ class RidgeConfig:
 
 
 class RidgeModel(_DesignModel):
-    """Δ̂ = x W, W = (XᵀX + λI)⁻¹ XᵀΔ (intercept fixed to control, see module docstring)."""
+    """Δ̂ = b + x W, W = (X̃ᵀX̃ + λI)⁻¹ X̃ᵀΔ̃ on the centred X̃, Δ̃ (``intercept: false``: b = 0
+    and no centring, see the module docstring)."""
 
     name = "ridge"
     Config = RidgeConfig
@@ -196,6 +234,7 @@ class GRNRidgeConfig:
 
     lam: float = 0.1  # λ: ridge penalty on W
     gamma: float = 1.0  # γ: weight of the graph smoothness penalty Tr(W L Wᵀ)
+    intercept: bool = True  # fit an unpenalised intercept b (reference study); false: b = 0
     solver: Solver = "fast"  # fast: sparse CG per eigen-direction of XᵀX; reference: also eig(L)
     coexpr_top_k: int = 20  # fallback co-expression graph (no GO graph in the context)
     coexpr_min_abs_corr: float = 0.3
@@ -222,7 +261,8 @@ def _grn_solver(solver: Solver) -> GRNSolver:
 
 
 class GRNRidgeModel(_DesignModel):
-    """Δ̂ = x W, W = argmin ‖Δ − XW‖² + λ‖W‖² + γ Tr(W L Wᵀ) (see :func:`grn_ridge_solve`)."""
+    """Δ̂ = b + x W, (W, b) = argmin ‖Δ − XW − 1bᵀ‖² + λ‖W‖² + γ Tr(W L Wᵀ) (see
+    :func:`grn_ridge_solve`; ``intercept: false``: b = 0)."""
 
     name = "grn_ridge"
     Config = GRNRidgeConfig
@@ -240,6 +280,7 @@ class TwoStageConfig:
     rank: int = 10  # r: rank of the stage-1 global component
     lam: float = 0.1  # λ: ridge penalty of both stages
     gamma: float = 1.0  # γ: graph penalty of stage 2
+    intercept: bool = True  # fit an unpenalised intercept b before both stages; false: b = 0
     solver: Solver = "fast"
     coexpr_top_k: int = 20
     coexpr_min_abs_corr: float = 0.3
@@ -251,8 +292,15 @@ class TwoStageConfig:
 class TwoStageModel(_DesignModel):
     """Stage 1: Δ ≈ U_r S_r V_rᵀ (truncated SVD); A = ridge(X, Δ V_r), W₁ = A V_rᵀ (a rank-r
     response shared across perturbations). Stage 2: W₂ = GRN ridge of the residual Δ − X W₁.
-    Δ̂ = x (W₁ + W₂). W₁ depends on V_r only through its span, taken as an orthonormal basis of
-    Δᵀ U_r with U_r the top eigenvectors of ΔΔᵀ.
+    Δ̂ = b + x (W₁ + W₂). W₁ depends on V_r only through its span, taken as an orthonormal basis
+    of Δᵀ U_r with U_r the top eigenvectors of ΔΔᵀ.
+
+    With ``intercept: true`` (default) both stages see the centred X and Δ and b = Δ̄ − x̄ (W₁ + W₂)
+    (:func:`centred_fit`): b plus the rank-r stage is the global response shared by the
+    perturbations, stage 2 the perturbation-specific rest. A test condition none of whose target
+    genes trained (x = 0) is predicted as control + b, the global component alone; one with
+    trained targets adds their rows of W₁ + W₂. ``intercept: false``: b = 0, so such a condition
+    is predicted as control.
     """
 
     name = "two_stage"

@@ -16,7 +16,9 @@ from baselines.linear import (
     TwoStageModel,
     grn_ridge_solve,
     linear_embedding_solve,
+    centred_fit,
     output_laplacian,
+    ridge_intercept_reference,
     ridge_solve,
     top_eigenvectors,
 )
@@ -118,14 +120,46 @@ def test_ridge_fast_matches_reference(rng: np.random.Generator) -> None:
 
 def test_ridge_with_singles_only_reduces_to_additive(data: PerturbDataset) -> None:
     train = data.subset(["G00", "G01", "G02"])
-    ridge = RidgeModel(lam=1e-9).fit(train, context=FitContext()).predict(TEST)
+    ridge = RidgeModel(lam=1e-9, intercept=False).fit(train, context=FitContext()).predict(TEST)
     additive = AdditiveModel().fit(train, context=FitContext()).predict(TEST)
     np.testing.assert_allclose(ridge.mean, additive.mean, atol=1e-6)
 
 
-def test_ridge_predicts_control_for_unseen_genes(train: PerturbDataset) -> None:
-    pred = RidgeModel().fit(train, context=FitContext()).predict(["G04+G05"])
+def test_ridge_without_intercept_predicts_control_for_unseen_genes(train: PerturbDataset) -> None:
+    pred = RidgeModel(intercept=False).fit(train, context=FitContext()).predict(["G04+G05"])
     np.testing.assert_allclose(pred.mean[0], train.ctrl)
+
+
+def test_centred_ridge_matches_least_squares_with_an_intercept_column(rng: np.random.Generator) -> None:
+    x, y = _problem(rng)
+    w, b = centred_fit(x, y, lambda xx, yy: ridge_solve(xx, yy, lam=0.3))
+    w_ref, b_ref = ridge_intercept_reference(x, y, lam=0.3)
+    np.testing.assert_allclose(w, w_ref, atol=1e-8)
+    np.testing.assert_allclose(b, b_ref, atol=1e-8)
+    # the objective's gradients in W and b vanish at the solution
+    resid = x @ w + b - y
+    assert np.abs(x.T @ resid + 0.3 * w).max() < 1e-8 and np.abs(resid.sum(axis=0)).max() < 1e-8
+
+
+def test_ridge_intercept_predicts_control_plus_b_for_unseen_genes(train: PerturbDataset) -> None:
+    conditions = train.conditions
+    x = multi_hot(conditions, sorted({g for c in conditions for g in targets(c)}))
+    deltas = train.expression(conditions) - train.ctrl
+    w, b = ridge_intercept_reference(x, deltas, lam=0.1)
+    model = RidgeModel().fit(train, context=FitContext())
+    pred = model.predict(["G04+G05", "G00+G02"])
+    np.testing.assert_allclose(pred.mean[0], train.ctrl + b, atol=1e-8)
+    np.testing.assert_allclose(pred.mean[1], train.ctrl + b + w[0] + w[2], atol=1e-8)
+    assert np.abs(b).max() > 1e-3  # a real intercept: unseen conditions are no longer control
+
+
+def test_grn_ridge_intercept_zeroes_both_gradients(rng: np.random.Generator) -> None:
+    x, y = _problem(rng, n=20, p=6, genes=40)
+    lap = _random_laplacian(rng, 40)
+    w, b = centred_fit(x, y, lambda xx, yy: grn_ridge_solve(xx, yy, lap, lam=0.3, gamma=2.0))
+    resid = x @ w + b - y
+    assert np.abs(x.T @ resid + 0.3 * w + 2.0 * w @ lap.toarray()).max() < 1e-8
+    assert np.abs(resid.sum(axis=0)).max() < 1e-8
 
 
 # -- GRN ridge ----------------------------------------------------------------------------------
@@ -189,9 +223,20 @@ def test_two_stage_fast_matches_reference(train: PerturbDataset) -> None:
 
 
 def test_two_stage_without_penalties_is_least_squares(train: PerturbDataset) -> None:
-    two = TwoStageModel(rank=2, lam=1e-9, gamma=0.0).fit(train, context=FitContext()).predict(TEST)
-    ridge = RidgeModel(lam=1e-9).fit(train, context=FitContext()).predict(TEST)
-    np.testing.assert_allclose(two.mean, ridge.mean, atol=1e-6)
+    for intercept in (True, False):
+        two = TwoStageModel(rank=2, lam=1e-9, gamma=0.0, intercept=intercept).fit(train, context=FitContext())
+        ridge = RidgeModel(lam=1e-9, intercept=intercept).fit(train, context=FitContext())
+        np.testing.assert_allclose(two.predict(TEST).mean, ridge.predict(TEST).mean, atol=1e-6)
+
+
+def test_two_stage_predicts_control_plus_global_component_for_unseen_genes(train: PerturbDataset) -> None:
+    model = TwoStageModel(rank=2).fit(train, context=FitContext())
+    pred = model.predict(["G04+G05"])
+    np.testing.assert_allclose(pred.mean[0], train.ctrl + model.intercept, atol=1e-10)
+    conditions = train.conditions
+    x = multi_hot(conditions, model.pert_genes)
+    deltas = train.expression(conditions) - train.ctrl
+    np.testing.assert_allclose(model.intercept, deltas.mean(axis=0) - x.mean(axis=0) @ model.weights, atol=1e-10)
 
 
 def test_top_eigenvectors_span_the_top_singular_subspace(rng: np.random.Generator) -> None:
