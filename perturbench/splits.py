@@ -14,6 +14,14 @@ uses 0.9), so validation also holds unseen-gene singles and combos of the traini
 ``val_fraction`` > 0 at least one training gene is unseen by that draw, so validation is never
 empty — unless carving it would leave no training condition; then validation stays empty.
 
+Test labels state what the fitted models saw. GEARS labels the test conditions *before* the
+validation carve-out, so a ``combo_seen2`` condition may have a gene whose every condition went
+to validation (GEARS has this flaw). Here a test condition's subgroup counts its genes targeted by
+at least one **training** condition (validation is only for model selection): a combo is
+``combo_seen{n}`` with n such genes, a single is ``unseen_single``. Carving validation only
+removes training conditions, so a label can only move down (seen2 → seen1 → seen0). GEARS's
+label is kept as ``Split.gears_test`` (``gears_subgroup`` in the manifest).
+
 Differences from GEARS: draws come from ``numpy.random.default_rng(seed)`` (one generator for
 the test and validation draws) over the sorted genes and conditions, so a split depends only on
 the set of condition names and the seed, not on their order — GEARS's partition for the same seed
@@ -42,8 +50,8 @@ from perturbench.data.io import write_text_atomic
 SplitKind = Literal["simulation", "single"]
 Subgroup = Literal["unseen_single", "combo_seen0", "combo_seen1", "combo_seen2"]
 SUBGROUPS: tuple[str, ...] = get_args(Subgroup)
-MANIFEST_FORMAT = "perturbench-split/1"
-_MANIFEST_FIELDS = ("format", "dataset", "seed", "kind", "train", "val", "test", "checksum")
+MANIFEST_FORMAT = "perturbench-split/2"
+_MANIFEST_FIELDS = ("format", "dataset", "seed", "kind", "train", "val", "test", "gears_subgroup", "checksum")
 
 
 class SplitError(ValueError):
@@ -52,18 +60,28 @@ class SplitError(ValueError):
 
 @dataclass(frozen=True)
 class Split:
-    """A partition of perturbation conditions; ``test`` maps condition → subgroup."""
+    """A partition of perturbation conditions.
+
+    ``test`` maps condition → subgroup by the genes of the training conditions (module
+    docstring); ``gears_test`` the same conditions → GEARS's label, computed before the
+    validation carve-out (defaults to ``test``).
+    """
 
     seed: int
     kind: SplitKind
     train: tuple[str, ...]
     val: tuple[str, ...]
     test: dict[str, str]
+    gears_test: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in get_args(SplitKind):
             raise SplitError(f"split kind {self.kind!r} is not one of {get_args(SplitKind)}")
-        bad = sorted({g for g in self.test.values() if g not in SUBGROUPS})
+        if self.gears_test is None:
+            object.__setattr__(self, "gears_test", dict(self.test))
+        if set(self.gears_test) != set(self.test):
+            raise SplitError("gears_subgroup must label exactly the test conditions")
+        bad = sorted({g for g in (*self.test.values(), *self.gears_test.values()) if g not in SUBGROUPS})
         if bad:
             raise SplitError(f"unknown test subgroup(s) {bad}; expected {SUBGROUPS}")
         parts = {"train": set(self.train), "val": set(self.val), "test": set(self.test)}
@@ -112,7 +130,33 @@ def make_split(
     kept, val_groups = _simulation_partition(train, rng, 1.0 - val_fraction, val_fraction)
     if kept:
         train = kept
-    return Split(seed, kind, tuple(train), tuple(sorted(val_groups) if kept else ()), dict(sorted(test.items())))
+    labels = training_labels(test, train)
+    return Split(
+        seed, kind, tuple(train), tuple(sorted(val_groups) if kept else ()), labels, dict(sorted(test.items()))
+    )
+
+
+def training_labels(test: Sequence[str] | dict[str, str], train: Sequence[str]) -> dict[str, str]:
+    """Test condition → subgroup counting its genes targeted by some ``train`` condition.
+
+    A two-gene condition with n such genes is ``combo_seen{n}``; a single is ``unseen_single``
+    (a test single whose gene trained cannot arise from the simulation split; it is rejected).
+    """
+    trained = set(perturbed_genes(list(train)))
+    labels = {}
+    for cond in sorted(test):
+        genes_of = targets(cond)
+        n_seen = sum(g in trained for g in genes_of)
+        if len(genes_of) == 1 and n_seen:
+            raise SplitError(f"test single {cond!r} targets a gene of a training condition")
+        labels[cond] = "unseen_single" if len(genes_of) == 1 else f"combo_seen{n_seen}"
+    return labels
+
+
+def relabelled(split: Split) -> dict[str, int]:
+    """Counts of test conditions whose label changed, keyed ``"<gears label>→<label>"``."""
+    moves = Counter(f"{split.gears_test[c]}→{g}" for c, g in split.test.items() if split.gears_test[c] != g)
+    return dict(sorted(moves.items()))
 
 
 def _checked_conditions(conditions: Sequence[str]) -> list[str]:
@@ -174,6 +218,7 @@ def _content(split: Split, dataset: str) -> dict:
         "train": sorted(split.train),
         "val": sorted(split.val),
         "test": dict(sorted(split.test.items())),
+        "gears_subgroup": dict(sorted(split.gears_test.items())),
     }
 
 
@@ -201,17 +246,23 @@ def read_manifest(path: str | Path, *, dataset: str | None = None) -> Split:
         raw = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise SplitError(f"{path}: cannot read split manifest ({err})") from None
+    if isinstance(raw, dict) and raw.get("format") not in (None, MANIFEST_FORMAT):
+        raise SplitError(
+            f"{path}: field 'format' is {raw['format']!r}, expected {MANIFEST_FORMAT!r} (an older manifest: "
+            "its test labels predate the validation carve-out); delete it and rerun"
+        )
     missing = [f for f in _MANIFEST_FIELDS if not isinstance(raw, dict) or f not in raw]
     if missing:
         raise SplitError(f"{path}: split manifest lacks field(s) {missing}")
     content = {k: v for k, v in raw.items() if k != "checksum"}
     if _checksum(content) != raw["checksum"]:
         raise SplitError(f"{path}: checksum mismatch (file edited or corrupted); regenerate the split")
-    if raw["format"] != MANIFEST_FORMAT:
-        raise SplitError(f"{path}: field 'format' is {raw['format']!r}, expected {MANIFEST_FORMAT!r}")
     if dataset is not None and raw["dataset"] != dataset:
         raise SplitError(f"{path}: manifest is for dataset {raw['dataset']!r}, not {dataset!r}")
     try:
-        return Split(int(raw["seed"]), raw["kind"], tuple(raw["train"]), tuple(raw["val"]), dict(raw["test"]))
+        return Split(
+            int(raw["seed"]), raw["kind"], tuple(raw["train"]), tuple(raw["val"]), dict(raw["test"]),
+            dict(raw["gears_subgroup"]),
+        )
     except SplitError as err:
         raise SplitError(f"{path}: {err}") from None

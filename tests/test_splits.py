@@ -10,7 +10,16 @@ import numpy as np
 import pytest
 
 from perturbench.data.conditions import canonical_condition, perturbed_genes, targets
-from perturbench.splits import SUBGROUPS, Split, SplitError, make_split, read_manifest, write_manifest
+from perturbench.splits import (
+    SUBGROUPS,
+    Split,
+    SplitError,
+    make_split,
+    read_manifest,
+    relabelled,
+    training_labels,
+    write_manifest,
+)
 
 
 def _screen(rng: np.random.Generator, n_genes: int = 20, n_pairs: int = 60) -> list[str]:
@@ -28,19 +37,56 @@ def test_split_partitions_every_condition_once(rng: np.random.Generator) -> None
     assert split.kind == "simulation" and split.val and split.train
 
 
-def test_subgroups_follow_seen_genes(rng: np.random.Generator) -> None:
+def test_gears_subgroups_follow_seen_genes(rng: np.random.Generator) -> None:
     conds = _screen(rng)
     split = make_split(conds, seed=3)
     seen = {c for c in (*split.train, *split.val) if len(targets(c)) == 1}
     assert len(seen) == int(0.75 * 20)
     for cond in (*split.train, *split.val):
         assert all(g in seen for g in targets(cond)), cond
-    for cond, group in split.test.items():
+    for cond, group in split.gears_test.items():
         n_seen = sum(g in seen for g in targets(cond))
         expected = ("unseen_single" if n_seen == 0 else None) if len(targets(cond)) == 1 else f"combo_seen{n_seen}"
         assert group == expected, cond
     seen2 = [c for c in conds if len(targets(c)) == 2 and all(g in seen for g in targets(c))]
-    assert len(split.subgroup("combo_seen2")) == len(seen2) - int(0.75 * len(seen2))
+    assert sum(g == "combo_seen2" for g in split.gears_test.values()) == len(seen2) - int(0.75 * len(seen2))
+
+
+def test_subgroups_count_the_genes_of_training_conditions(rng: np.random.Generator) -> None:
+    split = make_split(_screen(rng), seed=3)
+    trained = set(perturbed_genes(list(split.train)))
+    for cond, group in split.test.items():
+        n = sum(g in trained for g in targets(cond))
+        assert group == ("unseen_single" if len(targets(cond)) == 1 else f"combo_seen{n}"), cond
+    assert split.test != split.gears_test  # the carve-out moved some labels on this screen
+    moved = relabelled(split)
+    assert sum(moved.values()) == sum(split.test[c] != split.gears_test[c] for c in split.test)
+    assert all(int(k.split("→")[0][-1]) > int(k.split("→")[1][-1]) for k in moved)  # labels only move down
+
+
+def test_a_gene_moved_to_validation_relabels_its_test_combos() -> None:
+    train = ["A", "B", "A+B"]  # C was seen when the test set was drawn, then went to validation
+    test = {"A+C": "combo_seen2", "C+D": "combo_seen1", "D": "unseen_single"}
+    labels = training_labels(test, train)
+    assert labels == {"A+C": "combo_seen1", "C+D": "combo_seen0", "D": "unseen_single"}
+    split = Split(1, "simulation", tuple(train), ("C",), labels, test)
+    assert relabelled(split) == {"combo_seen1→combo_seen0": 1, "combo_seen2→combo_seen1": 1}
+
+
+def test_a_combo_gene_counts_as_seen_through_a_training_combo() -> None:
+    assert training_labels(["B+C"], ["A", "A+B"]) == {"B+C": "combo_seen1"}
+    with pytest.raises(SplitError, match="test single 'B' targets a gene of a training condition"):
+        training_labels(["B"], ["A+B"])
+
+
+def test_old_manifest_format_is_rejected_with_advice(rng: np.random.Generator, tmp_path) -> None:
+    path = tmp_path / "seed1.json"
+    write_manifest(make_split(_screen(rng), seed=1), path, dataset="toy")
+    raw = json.loads(path.read_text())
+    raw["format"] = "perturbench-split/1"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(SplitError, match=r"seed1.json: field 'format' is 'perturbench-split/1'.*delete it and rerun"):
+        read_manifest(path)
 
 
 def test_validation_is_carved_like_the_test_set(rng: np.random.Generator) -> None:
