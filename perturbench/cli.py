@@ -86,6 +86,12 @@ def _cmd_summarize(a: argparse.Namespace) -> None:
     pipeline.summarize(a.metrics, a.out, a.conditions_out)
 
 
+def _cmd_verdict(a: argparse.Namespace) -> None:
+    from perturbench import pipeline
+
+    pipeline.verdict(a.conditions, a.baselines, a.comparisons_out, a.stability_out, a.verdict_out)
+
+
 def _cmd_bench(a: argparse.Namespace) -> None:
     import importlib
 
@@ -169,6 +175,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--conditions-out", type=Path, required=True)
     s.set_defaults(func=_cmd_summarize)
+
+    s = sub.add_parser("verdict", help="paired tests vs the best baseline (Holm), rank stability, verdict table")
+    s.add_argument("--conditions", type=Path, required=True)
+    s.add_argument("--baselines", nargs="+", required=True)
+    s.add_argument("--comparisons-out", type=Path, required=True)
+    s.add_argument("--stability-out", type=Path, required=True)
+    s.add_argument("--verdict-out", type=Path, required=True)
+    s.set_defaults(func=_cmd_verdict)
 
     s = sub.add_parser("bench", help="run a benchmark and write its figures")
     s.add_argument("name", choices=sorted(BENCHMARKS))

@@ -194,3 +194,19 @@ def summarize(paths: list[Path], out: Path, conditions_out: Path) -> None:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.10g")
     with atomic_path(out) as tmp:
         summarize_table(table).to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+
+
+def verdict(conditions: Path, baselines: list[str], comparisons_out: Path, stability_out: Path, verdict_out: Path) -> None:
+    """comparisons.tsv, rank_stability.tsv and verdict.tsv from the per-condition table."""
+    from perturbench import verdict as vd
+
+    table = pd.read_csv(conditions, sep="\t")
+    missing = [c for c in ("featureset", "model", "seed", "condition", "subgroup", "metric", "value")
+               if c not in table.columns]
+    if missing:
+        raise ValueError(f"{conditions}: lacks column(s) {missing}")
+    comp = vd.comparisons(table, baselines=baselines)
+    for frame, out in ((comp, comparisons_out), (vd.rank_stability(table), stability_out),
+                       (vd.verdicts(comp), verdict_out)):
+        with atomic_path(out) as tmp:
+            frame.to_csv(tmp, sep="\t", index=False, float_format="%.6g")

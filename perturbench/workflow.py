@@ -14,6 +14,8 @@ from typing import Any
 CELL_SOURCES = frozenset({"gears", "simulated", "cells"})
 CELL_ONLY_MODELS = frozenset({"gears"})
 MAMBA = "dual_stream_mamba"
+# registered models that are baselines (the verdict compares every other run with the best of them)
+BASELINE_MODELS = ("control", "mean", "additive", "ridge", "grn_ridge", "two_stage", "linear_embedding")
 
 
 def model_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -55,6 +57,12 @@ def runs_for(config: dict[str, Any], dataset: str, featureset: str | None = None
         if (cells or s["model"] not in CELL_ONLY_MODELS)
         and (featureset is None or s["featuresets"] is None or featureset in s["featuresets"])
     ]
+
+
+def baseline_runs(config: dict[str, Any], dataset: str) -> list[str]:
+    """Runs of ``dataset`` whose registered model is a baseline (e.g. ``ridge_no_intercept``)."""
+    runs = model_runs(config)
+    return [r for r in runs_for(config, dataset) if runs[r]["model"] in BASELINE_MODELS]
 
 
 def is_mamba(config: dict[str, Any], run: str) -> bool:

@@ -1,6 +1,6 @@
 """A small finished results tree for the report tests, built once per session with the real
 pipeline steps (simulate → prepare → featureset → split → GO graph → fit/predict → evaluate →
-summarize), exactly in the workflow's layout.
+summarize → verdict), exactly in the workflow's layout.
 
 Two datasets: ``sim`` (simulated cells, feature sets full + no_mt, baselines and two fast Mamba
 runs — d_state 16 and the d_state 4 ablation) and ``sim_pb`` (the same data without cells, full
@@ -72,7 +72,7 @@ def _build_sim(results: Path) -> None:
         pipeline.featureset(root / "prepared", fs, root / fs)
         for run in model_runs(CONFIG):
             metrics.append(_fit_and_evaluate(root, fs, 1, run, root / "go_graph.npz"))
-    pipeline.summarize(metrics, root / "summary.tsv", root / "conditions.tsv")
+    _summarize(root, metrics, BASELINE_RUNS)
     genes = load_dataset(root / "full", with_cells=False).genes
     rng = np.random.default_rng(7)
     shared = rng.normal(size=len(genes))
@@ -90,7 +90,13 @@ def _build_pseudobulk_only(results: Path) -> None:
     pipeline.split(root / "prepared", 1, root / "splits" / "seed1.json", dataset="sim_pb", params={})
     pipeline.featureset(root / "prepared", "full", root / "full")
     metrics = [_fit_and_evaluate(root, "full", 1, run, None) for run in BASELINE_RUNS]
+    _summarize(root, metrics, BASELINE_RUNS)
+
+
+def _summarize(root: Path, metrics: list[Path], baselines: list[str]) -> None:
     pipeline.summarize(metrics, root / "summary.tsv", root / "conditions.tsv")
+    pipeline.verdict(root / "conditions.tsv", baselines, root / "comparisons.tsv", root / "rank_stability.tsv",
+                     root / "verdict.tsv")
 
 
 def results_tree(factory: pytest.TempPathFactory) -> Path:

@@ -12,9 +12,10 @@ import pytest
 
 from perturbench.evaluate import paired_wilcoxon
 from perturbench.report import ReportError, build_report
-from perturbench.report.analyses import BASELINES, best_model
+from perturbench.report.analyses import BASELINES
 from perturbench.report.loaders import BASE_D_STATE
 from perturbench.report.render import fmt_num
+from perturbench.verdict import best_of, in_subgroup
 from tests._reporttree import rendered_report
 
 pytestmark = pytest.mark.slow
@@ -143,27 +144,54 @@ def test_pseudobulk_only_dataset_says_what_is_not_available(report):
     assert drawn == {"fig-mse", "fig-highlight", "fig-l2", "fig-relative", "fig-spread"}
 
 
-def test_wilcoxon_reference_is_the_best_baseline_of_each_subgroup(report):
-    summary = pd.read_csv(report / "sim" / "summary.tsv", sep="\t")
+def test_comparison_reference_is_the_best_baseline_of_each_subgroup(report):
     conditions = pd.read_csv(report / "sim" / "conditions.tsv", sep="\t")
-    baselines = [m for m in BASELINES if m in set(summary["model"])]
+    comp = pd.read_csv(report / "sim" / "comparisons.tsv", sep="\t")
+    baselines = [m for m in BASELINES if m in set(conditions["model"])]
     html = (report / "report" / "sim.html").read_text()
     section = html[html.index('id="results-full"'):html.index('id="results-no_mt"')]
-    table = section[section.index('class="wilcoxon" data-metric="pearson_delta"'):]
+    table = section[section.index('class="comparisons" data-metric="pearson_delta"'):]
     table = table[:table.index("</table>")]
     full = conditions[conditions["featureset"] == "full"]
     subgroups = re.findall(r'<th class="num">([a-z_0-9]+)</th>', table)
     shown = re.findall(r'data-reference="([^"]*)"', table)
-    expected = [best_model(summary, baselines, featureset="full", metric="pearson_delta", subgroup=g) or ""
-                for g in subgroups]
+    expected = [best_of(in_subgroup(full, g), baselines, "pearson_delta") or "" for g in subgroups]
     assert "all" in subgroups and shown == expected
-    ref = expected[subgroups.index("all")]
-    _, p, n = paired_wilcoxon(full, model="dual_stream_mamba", reference=ref, metric="pearson_delta")
-    row = table[table.index("<tr><td>dual_stream_mamba</td>"):]
-    row = row[:row.index("</tr>")]
-    last = row.split("<td")[-1]
-    assert f"n={n}" in last and (f"p = {p:.2g}" in last or p < 1e-4)
-    assert table.count(">reference</td>") == sum(1 for r in expected if r)
+    row = comp[(comp["featureset"] == "full") & (comp["metric"] == "pearson_delta") & (comp["subgroup"] == "all")
+               & (comp["model"] == "dual_stream_mamba")].iloc[0]
+    _, p, n = paired_wilcoxon(full, model="dual_stream_mamba", reference=row["reference"], metric="pearson_delta")
+    assert row["n"] == n and row["p"] == pytest.approx(p, rel=1e-5)
+    cell = table[table.index("<tr><td>dual_stream_mamba</td>"):]
+    cell = cell[:cell.index("</tr>")].split("<td")[-1]
+    assert f"n={n}" in cell and ("p_holm = " in cell or "cannot reach" in cell)
+
+
+def test_verdict_table_on_the_page_and_the_index(report):
+    verdict = pd.read_csv(report / "sim" / "verdict.tsv", sep="\t")
+    assert set(verdict["model"]) == {"dual_stream_mamba", "dual_stream_mamba_dstate4"}
+    assert set(verdict["verdict"]) <= {"better", "tie", "worse"}
+    page = (report / "report" / "sim.html").read_text()
+    index = (report / "report" / "index.html").read_text()
+    shown = re.findall(r'data-verdict="([a-z]+)"', page[page.index('id="verdict-table"'):])
+    assert len(shown) == len(verdict) and 'id="verdict-sim"' in index and "Holm" in page
+    assert "verdict not available: no non-baseline model was run" in (report / "report" / "sim_pb.html").read_text()
+
+
+def test_split_card_counts_relabelled_conditions(report):
+    from perturbench.splits import read_manifest, relabelled
+
+    split = read_manifest(report / "sim" / "splits" / "seed1.json")
+    html = (report / "report" / "sim.html").read_text()
+    card = html[html.index('id="splits"'):]
+    card = card[:card.index("</table>")]
+    assert f'<td class="num" title="{"; ".join(f"{k}: {v}" for k, v in relabelled(split).items())}">' in card
+
+
+def test_rank_stability_section_shows_the_table(report):
+    stability = pd.read_csv(report / "sim" / "rank_stability.tsv", sep="\t")
+    assert {"featureset", "metric", "reference"} <= set(stability["kind"])
+    html = (report / "report" / "sim.html").read_text()
+    assert html.count('class="stability"') == 3
 
 
 def test_learned_section_compares_attributions_and_lists_recurrent_genes(report):
@@ -182,7 +210,8 @@ def test_index_headline_numbers_come_from_the_summary(report):
     rows = summary[(summary["featureset"] == "full") & (summary["metric"] == "pearson_delta")
                    & (summary["subgroup"] == "all")]
     baselines = [m for m in BASELINES if m in set(rows["model"])]
-    best = best_model(summary, baselines, featureset="full")
+    conditions = pd.read_csv(report / "sim" / "conditions.tsv", sep="\t")
+    best = best_of(conditions[conditions["featureset"] == "full"], baselines, "pearson_delta")
     mean = rows.set_index("model").loc[best, "mean"]
     assert f'data-mean="{mean}"' in html
 

@@ -14,7 +14,6 @@ from perturbench.report.analyses import (
     AnalysisError,
     attribution_agreement,
     benjamini_hochberg,
-    best_model,
     calibration,
     ceiling_by_subgroup,
     column_variance,
@@ -23,7 +22,6 @@ from perturbench.report.analyses import (
     go_enrichment,
     group_shares,
     interval_coverage,
-    paired_differences,
     per_gene_sd,
     recurrent_genes,
     relative_error,
@@ -235,36 +233,10 @@ def test_relative_error_rejects_missing_columns():
         relative_error(_long_table({"mean": [1.0]}).drop(columns="seed"))
 
 
-def test_paired_differences_skip_nan_pairs():
-    table = _long_table({"mean": [2.0, np.nan, 4.0], "ridge": [1.0, 1.0, 6.0]})
-    np.testing.assert_array_equal(paired_differences(table, model="ridge", reference="mean", metric="l2_top1000"),
-                                  [-1.0, 2.0])
-    assert paired_differences(table, model="absent", reference="mean", metric="l2_top1000").size == 0
-
-
 def test_per_gene_sd_by_hand():
     np.testing.assert_allclose(per_gene_sd(np.array([[1.0, 2.0], [3.0, 2.0]])), [1.0, 0.0])
     with pytest.raises(AnalysisError, match="no rows"):
         per_gene_sd(np.zeros((0, 2)))
-
-
-def _summary(rows: list[tuple[str, str, float]]) -> pd.DataFrame:
-    return pd.DataFrame([("full", m, "all", metric, mean, mean, mean, 3) for m, metric, mean in rows],
-                        columns=["featureset", "model", "subgroup", "metric", "mean", "ci_low", "ci_high", "n"])
-
-
-def test_best_model_follows_metric_direction():
-    summary = _summary([("control", "pearson_delta", np.nan), ("mean", "pearson_delta", 0.2),
-                        ("ridge", "pearson_delta", 0.5), ("mean", "mse_de20", 0.1), ("ridge", "mse_de20", 0.3)])
-    models = ["control", "mean", "ridge"]
-    assert best_model(summary, models, featureset="full") == "ridge"
-    assert best_model(summary, models, featureset="full", metric="mse_de20") == "mean"
-    assert best_model(summary, ["control"], featureset="full") is None
-
-
-def test_best_model_rejects_unknown_metric():
-    with pytest.raises(AnalysisError, match="unknown metric 'accuracy'"):
-        best_model(_summary([]), ["mean"], featureset="full", metric="accuracy")
 
 
 def test_ceiling_by_subgroup_pools_seeds():

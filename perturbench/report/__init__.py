@@ -2,8 +2,8 @@
 
 Every asset is inline (CSS in ``<style>``, figures as base64 PNG ``data:`` URIs), so the pages
 open from disk or an e-mail attachment with no network access. Layout of a dataset page:
-1. dataset card, 2. split card, 3. results tables per feature set (with noise ceiling and paired
-Wilcoxon tests), 4. figures, 5. what the models learned. Pure analyses live in
+the verdict table, 1. dataset card, 2. split card, 3. results tables per feature set (with noise
+ceiling and Holm-corrected paired tests), 4. rank stability, 5. figures, 6. what the models learned. Pure analyses live in
 :mod:`perturbench.report.analyses`.
 """
 
@@ -25,7 +25,7 @@ def build_report(results: Path, out: Path, *, config: dict) -> None:
     ``datasets`` key every ``results/*/summary.tsv`` is reported). Raises :class:`ReportError`
     naming the missing file when the results tree is incomplete.
     """
-    from perturbench.report import figure_sections, learned, sections
+    from perturbench.report import figure_sections, learned, sections, verdict_sections
     from perturbench.report.loaders import dataset_names, go_table_path, load_results
     from perturbench.report.render import render_page
 
@@ -36,15 +36,18 @@ def build_report(results: Path, out: Path, *, config: dict) -> None:
     overview: list[dict[str, Any]] = []
     for name in names:
         res = load_results(results, name, config)
+        subgroups = sections.subgroup_order([*res.summary["subgroup"]])
+        verdict = verdict_sections.verdict_table(res, subgroups)
         page = {
             "title": f"perturbench — {name}", "dataset": name, "models": res.models,
             "featuresets": res.featuresets, "seeds": res.seeds, "primary": res.primary,
             "card": sections.dataset_card(res), "split": sections.split_card(res),
+            "verdict": verdict, "stability": verdict_sections.stability_tables(res, subgroups),
             "results": sections.results_section(res), "figures": figure_sections.figures_section(res),
             "learned": learned.learned_section(res, go_table_path(results, name, config)),
         }
         render_page("dataset.html.j2", out.parent / f"{name}.html", **page)
         overview.append({"name": name, "page": f"{name}.html", "card": page["card"], "models": res.models,
                          "featuresets": res.featuresets, "seeds": res.seeds, "primary": res.primary,
-                         "headline": sections.headline_rows(res)})
+                         "headline": sections.headline_rows(res), "verdict": verdict})
     render_page("index.html.j2", out, title="perturbench report", datasets=overview)

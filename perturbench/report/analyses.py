@@ -16,8 +16,7 @@ from scipy.stats import hypergeom, norm, spearmanr
 
 from perturbench.data.features import removed_genes
 from perturbench.metrics import METRICS
-
-BASELINES = ("control", "mean", "additive", "ridge", "grn_ridge", "two_stage", "linear_embedding")
+from perturbench.workflow import BASELINE_MODELS as BASELINES
 
 
 class AnalysisError(ValueError):
@@ -280,40 +279,12 @@ def relative_error(table: pd.DataFrame, *, reference: str = "mean", metric: str 
     return out[keys + ["model", "ratio"]].reset_index(drop=True)
 
 
-def paired_differences(table: pd.DataFrame, *, model: str, reference: str, metric: str) -> np.ndarray:
-    """d = value(model) − value(reference) on the (featureset, seed, condition) entries where both
-    are non-NaN — the pairs :func:`perturbench.evaluate.paired_wilcoxon` tests."""
-    keys = [c for c in ("featureset", "seed", "condition") if c in table.columns]
-    sub = table[(table["metric"] == metric) & table["model"].isin([model, reference])]
-    wide = sub.pivot(index=keys, columns="model", values="value").dropna()
-    if model not in wide or reference not in wide:
-        return np.zeros(0)
-    return (wide[model] - wide[reference]).to_numpy(dtype=np.float64)
-
-
 def per_gene_sd(x: np.ndarray) -> np.ndarray:
     """sd_g = √((1/n) Σ_k (x_kg − x̄_g)²) across the rows (test conditions) of ``x``."""
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
     if x.shape[0] == 0:
         raise AnalysisError("per_gene_sd: no rows")
     return x.std(axis=0)
-
-
-def best_model(
-    summary: pd.DataFrame, candidates: Sequence[str], *, featureset: str, metric: str = "pearson_delta",
-    subgroup: str = "all",
-) -> str | None:
-    """The candidate with the best ``mean`` of ``metric`` (direction from the metric registry) on
-    ``featureset`` and ``subgroup``; None when no candidate has a non-NaN mean. Ties: first candidate."""
-    if metric not in METRICS:
-        raise AnalysisError(f"best_model: unknown metric {metric!r}")
-    rows = summary[(summary["featureset"] == featureset) & (summary["metric"] == metric)
-                   & (summary["subgroup"] == subgroup)]
-    means = rows.set_index("model")["mean"].reindex(list(candidates)).dropna()
-    if means.empty:
-        return None
-    sign = 1.0 if METRICS[metric].direction == "higher" else -1.0
-    return str((sign * means).idxmax())
 
 
 def ceiling_by_subgroup(ceiling: pd.DataFrame, assignments: pd.DataFrame) -> pd.DataFrame:

@@ -8,6 +8,7 @@
     results/{dataset}/{featureset}/seed{seed}/predictions/{model}.h5ad
     results/{dataset}/{featureset}/seed{seed}/models/{model}/loss_curves.tsv   (Mamba runs)
     results/{dataset}/conditions.tsv, summary.tsv
+    results/{dataset}/comparisons.tsv, rank_stability.tsv, verdict.tsv   (the verdict rule)
 
 Required files missing raise :class:`ReportError` naming the path; optional ones (predictions of
 a run, loss curves, attributions, the GO table) read as None so the page says what is absent.
@@ -30,7 +31,8 @@ from perturbench.data.store import load_dataset
 from perturbench.evaluate import RUN_COLUMNS, SUMMARY_COLUMNS
 from perturbench.models.base import Prediction
 from perturbench.splits import Split, read_manifest
-from perturbench.workflow import MAMBA, model_runs
+from perturbench.verdict import COMPARISON_COLUMNS, STABILITY_COLUMNS, VERDICT_COLUMNS
+from perturbench.workflow import BASELINE_MODELS, MAMBA, model_runs
 
 _SEED_FILE = re.compile(r"seed(\d+)\.json$")
 _DSTATE_RUN = re.compile(rf"{MAMBA}_dstate(\d+)$")
@@ -44,7 +46,7 @@ class ReportError(ValueError):
 def read_table(path: Path, columns: list[str]) -> pd.DataFrame:
     """A TSV with at least ``columns``; ReportError naming ``path`` otherwise."""
     if not path.exists():
-        raise ReportError(f"{path}: missing (run the workflow's summarize step first)")
+        raise ReportError(f"{path}: missing (run the workflow's summarize and verdict steps first)")
     frame = pd.read_csv(path, sep="\t")
     missing = [c for c in columns if c not in frame.columns]
     if missing:
@@ -65,12 +67,21 @@ class DatasetResults:
     models: list[str]
     splits: dict[int, Split]
     checksums: dict[int, str]
+    comparisons: pd.DataFrame
+    stability: pd.DataFrame
+    verdict: pd.DataFrame
     _cache: dict[tuple, Any] = field(default_factory=dict, repr=False)
 
     @property
     def primary(self) -> str:
         """The feature set the per-model figures use: ``full`` when present, else the first."""
         return "full" if "full" in self.featuresets else self.featuresets[0]
+
+    @property
+    def baselines(self) -> list[str]:
+        """Runs whose registered model is a baseline (the config's ``model``, else the run name)."""
+        runs = model_runs(self.config) if self.config.get("models") else {}
+        return [m for m in self.models if runs.get(m, {}).get("model", m) in BASELINE_MODELS]
 
     @property
     def seeds(self) -> list[int]:
@@ -170,7 +181,9 @@ def load_results(results: Path, name: str, config: dict[str, Any]) -> DatasetRes
     featuresets = wanted + [f for f in found if f not in wanted]
     splits, checksums = read_splits(root)
     models = _ordered_models(sorted(set(summary["model"])), config)
-    return DatasetResults(name, root, config, summary, conditions, featuresets, models, splits, checksums)
+    verdict = [read_table(root / f"{t}.tsv", cols) for t, cols in (
+        ("comparisons", COMPARISON_COLUMNS), ("rank_stability", STABILITY_COLUMNS), ("verdict", VERDICT_COLUMNS))]
+    return DatasetResults(name, root, config, summary, conditions, featuresets, models, splits, checksums, *verdict)
 
 
 def dataset_names(results: Path, config: dict[str, Any]) -> list[str]:

@@ -1,32 +1,26 @@
 """Context (plain dicts and lists) for the dataset page's sections 1–3 and the index page.
 
 1. dataset card, 2. split card, 3. results tables per feature set (summary.tsv with CIs, noise
-ceiling, paired Wilcoxon tests against the best baseline of each subgroup). Numbers are passed through unrounded;
+ceiling, paired tests against the best baseline of each subgroup from comparisons.tsv). Numbers are passed through unrounded;
 the templates format them with one filter, so every table shows summary.tsv the same way.
 """
 
 from __future__ import annotations
 
 import anndata as ad
-import numpy as np
 import pandas as pd
 
 from perturbench.data.conditions import CTRL, targets
-from perturbench.evaluate import ALL_SUBGROUP, noise_ceiling, paired_wilcoxon
+from perturbench.evaluate import ALL_SUBGROUP, noise_ceiling
 from perturbench.metrics import METRICS
-from perturbench.report.analyses import (
-    BASELINES,
-    best_model,
-    ceiling_by_subgroup,
-    paired_differences,
-    variance_contribution,
-)
+from perturbench.report.analyses import ceiling_by_subgroup, variance_contribution
 from perturbench.report.loaders import DatasetResults
-from perturbench.splits import SUBGROUPS
+from perturbench.report.verdict_sections import comparison_tables
+from perturbench.splits import SUBGROUPS, relabelled
+from perturbench.verdict import best_of, in_subgroup
 
 HEADLINE = "pearson_delta"
 MAIN_METRICS = ("pearson_delta", "mse_de20", "pearson_delta_de20", "l2_top1000")
-TEST_METRICS = ("pearson_delta", "mse_de20")
 UNITS = {
     "mse": "(log-expr)²", "mse_de20": "(log-expr)²", "mse_de20_nondropout": "(log-expr)²",
     "rmse": "log-expr", "l2_top1000": "log-expr", "direction_de20": "fraction", "rank_score": "fraction",
@@ -48,10 +42,6 @@ def subgroup_order(values) -> list[str]:
     known = [s for s in SUBGROUPS if s in present]
     others = sorted(present - set(SUBGROUPS) - {ALL_SUBGROUP})
     return known + others + ([ALL_SUBGROUP] if ALL_SUBGROUP in present else [])
-
-
-def baselines_in(models) -> list[str]:
-    return [m for m in models if m in BASELINES]
 
 
 # -- 1. dataset card -----------------------------------------------------------------------
@@ -77,24 +67,31 @@ def dataset_card(res: DatasetResults) -> dict:
 
 # -- 2. split card -------------------------------------------------------------------------
 def split_card(res: DatasetResults) -> dict:
-    """Per seed: train/val sizes, test conditions per subgroup, manifest checksum."""
+    """Per seed: train/val sizes, test conditions per subgroup, relabelled conditions (GEARS's
+    label → ours, :func:`perturbench.splits.relabelled`), manifest checksum."""
     subgroups = subgroup_order({g for sp in res.splits.values() for g in sp.test.values()})
     rows = []
     for seed, sp in sorted(res.splits.items()):
         counts = pd.Series(list(sp.test.values()), dtype=str).value_counts()
+        moved = relabelled(sp)
         rows.append({"seed": seed, "kind": sp.kind, "train": len(sp.train), "val": len(sp.val),
                      "test": len(sp.test), "counts": [int(counts.get(g, 0)) for g in subgroups],
+                     "relabelled": sum(moved.values()), "moves": [f"{k}: {v}" for k, v in moved.items()],
                      "checksum": res.checksums[seed]})
     return {"subgroups": subgroups, "rows": rows}
 
 
 # -- 3. results tables ---------------------------------------------------------------------
-def metric_table(summary: pd.DataFrame, *, featureset: str, metric: str, models: list[str]) -> dict:
-    """Rows = models, columns = subgroups; each cell holds mean, ci_low, ci_high, n and ``best``."""
+def metric_table(res: DatasetResults, *, featureset: str, metric: str) -> dict:
+    """Rows = models, columns = subgroups; each cell holds mean, ci_low, ci_high, n and ``best``
+    (the best model by the ranking rule of :mod:`perturbench.verdict`: shared pairs, an undefined
+    correlation counting as 0)."""
+    summary, models = res.summary, res.models
     rows = summary[(summary["featureset"] == featureset) & (summary["metric"] == metric)]
     subgroups = subgroup_order(rows["subgroup"])
     cell = {(r.model, r.subgroup): r for r in rows.itertuples(index=False)}
-    best = {g: best_model(summary, models, featureset=featureset, metric=metric, subgroup=g) for g in subgroups}
+    table = res.conditions[res.conditions["featureset"] == featureset]
+    best = {g: best_of(in_subgroup(table, g), models, metric) for g in subgroups}
     body = []
     for model in models:
         cells = []
@@ -103,7 +100,7 @@ def metric_table(summary: pd.DataFrame, *, featureset: str, metric: str, models:
             cells.append(None if r is None else {"mean": float(r.mean), "ci_low": float(r.ci_low),
                                                  "ci_high": float(r.ci_high), "n": int(r.n),
                                                  "best": best[g] == model, "subgroup": g})
-        body.append({"model": model, "baseline": model in BASELINES, "cells": cells})
+        body.append({"model": model, "baseline": model in res.baselines, "cells": cells})
     return {"metric": metric_info(metric), "subgroups": subgroups, "rows": body}
 
 
@@ -127,59 +124,28 @@ def ceiling_table(res: DatasetResults, featureset: str) -> dict:
     return {"available": True, "rows": table.sort_values("order").drop(columns="order").to_dict("records")}
 
 
-def wilcoxon_tables(res: DatasetResults, featureset: str) -> dict:
-    """Each model vs the best baseline, per test metric and subgroup.
-
-    The reference of a (metric, subgroup) cell is the baseline with the best mean of that metric in
-    that subgroup — "beats the best baseline in every subgroup" is the question asked. (A baseline
-    whose correlation is undefined in a subgroup, e.g. ridge on unseen genes, is not chosen there.)
-    """
-    baselines = baselines_in(res.models)
-    table = res.conditions[res.conditions["featureset"] == featureset]
-    subgroups = subgroup_order([*table["subgroup"], ALL_SUBGROUP])
-    tables = []
-    for metric in TEST_METRICS:
-        refs = [best_model(res.summary, baselines, featureset=featureset, metric=metric, subgroup=g)
-                for g in subgroups]
-        if all(r is None for r in refs):
-            continue
-        rows = [{"model": model, "cells": [_wilcoxon_cell(table, model, ref, metric, g)
-                                           for ref, g in zip(refs, subgroups, strict=True)]}
-                for model in res.models if model in set(table["model"])]
-        tables.append({"metric": metric_info(metric), "subgroups": subgroups, "references": refs, "rows": rows})
-    return {"tables": tables}
-
-
-def _wilcoxon_cell(table: pd.DataFrame, model: str, reference: str | None, metric: str, subgroup: str) -> dict:
-    if model == reference:
-        return {"reference": True}
-    sub = table if subgroup == ALL_SUBGROUP else table[table["subgroup"] == subgroup]
-    if reference is None or not (sub["metric"] == metric).any() or not {model, reference} <= set(sub["model"]):
-        return {"reference": False, "n": 0, "p": float("nan"), "median_diff": float("nan"), "better": None}
-    _, p, n = paired_wilcoxon(sub, model=model, reference=reference, metric=metric)
-    diffs = paired_differences(sub, model=model, reference=reference, metric=metric)
-    median = float(np.median(diffs)) if diffs.size else float("nan")
-    sign = 1.0 if METRICS[metric].direction == "higher" else -1.0
-    better = None if not np.isfinite(median) or median == 0 else bool(sign * median > 0)
-    return {"reference": False, "n": n, "p": p, "median_diff": median, "better": better}
-
-
 def results_section(res: DatasetResults) -> list[dict]:
     """Per feature set: main metric tables, other metric tables, noise ceiling, Wilcoxon tests."""
     present = set(res.summary["metric"])
+    subgroups = subgroup_order([*res.summary["subgroup"]])
     out = []
     for fs in res.featuresets:
         order = [*MAIN_METRICS, *(m for m in METRICS if m not in MAIN_METRICS)]
-        tables = [metric_table(res.summary, featureset=fs, metric=m, models=res.models)
-                  for m in order if m in present]
+        tables = [metric_table(res, featureset=fs, metric=m) for m in order if m in present]
         out.append({
             "featureset": fs,
             "main": [t for t in tables if t["metric"]["name"] in MAIN_METRICS],
             "more": [t for t in tables if t["metric"]["name"] not in MAIN_METRICS],
             "ceiling": ceiling_table(res, fs),
-            "wilcoxon": wilcoxon_tables(res, fs),
+            "comparisons": _with_metric_info(comparison_tables(res, fs, subgroups)),
         })
     return out
+
+
+def _with_metric_info(comparisons: dict) -> dict:
+    for t in comparisons["tables"]:
+        t["metric"] = metric_info(t["metric"])
+    return comparisons
 
 
 # -- index ---------------------------------------------------------------------------------
@@ -193,16 +159,17 @@ def _summary_value(summary: pd.DataFrame, fs: str, model: str | None, subgroup: 
 
 
 def headline_rows(res: DatasetResults) -> list[dict]:
-    """Per subgroup of the primary feature set: best non-baseline model and best baseline on pearson_delta."""
+    """Per subgroup of the primary feature set: best non-baseline model and best baseline on
+    pearson_delta, each chosen by the ranking rule of :mod:`perturbench.verdict`."""
     fs = res.primary
-    learned = [m for m in res.models if m not in BASELINES]
+    learned = [m for m in res.models if m not in res.baselines]
     rows = []
     subgroups = subgroup_order(res.summary.loc[res.summary["featureset"] == fs, "subgroup"])
+    table = res.conditions[res.conditions["featureset"] == fs]
     for g in subgroups:
-        model = _summary_value(res.summary, fs, best_model(res.summary, learned, featureset=fs, metric=HEADLINE,
-                                                           subgroup=g), g)
-        base = _summary_value(res.summary, fs, best_model(res.summary, baselines_in(res.models), featureset=fs,
-                                                          metric=HEADLINE, subgroup=g), g)
+        sub = in_subgroup(table, g)
+        model = _summary_value(res.summary, fs, best_of(sub, learned, HEADLINE) if learned else None, g)
+        base = _summary_value(res.summary, fs, best_of(sub, res.baselines, HEADLINE), g)
         diff = model["mean"] - base["mean"] if model and base else float("nan")
         rows.append({"subgroup": g, "model": model, "baseline": base, "diff": diff})
     return rows

@@ -1,6 +1,6 @@
 import json
 
-from perturbench.workflow import is_mamba, model_runs, runs_for
+from perturbench.workflow import baseline_runs, is_mamba, model_runs, runs_for
 
 DATASETS = list(config["datasets"])
 RUNS = model_runs(config)
@@ -45,7 +45,11 @@ def metrics_files(dataset):
 
 
 def all_outputs():
-    out = expand("results/{dataset}/summary.tsv", dataset=DATASETS)
+    out = expand(
+        "results/{dataset}/{table}.tsv",
+        dataset=DATASETS,
+        table=["summary", "comparisons", "rank_stability", "verdict"],
+    )
     if config.get("report", {}).get("enabled", False):
         out.append("results/report/index.html")
     return out

@@ -35,3 +35,32 @@ rule summarize:
     shell:
         "perturbench summarize --metrics {input:q} --out {output.summary:q} "
         "--conditions-out {output.conditions:q} 2> {log:q}"
+
+
+rule verdict:
+    input:
+        "results/{dataset}/conditions.tsv",
+    output:
+        comparisons=report(
+            "results/{dataset}/comparisons.tsv",
+            caption="../report/comparisons.rst",
+            category="Results",
+        ),
+        stability="results/{dataset}/rank_stability.tsv",
+        verdict=report(
+            "results/{dataset}/verdict.tsv",
+            caption="../report/verdict.rst",
+            category="Results",
+        ),
+    log:
+        "results/logs/{dataset}/verdict.log",
+    benchmark:
+        "results/benchmarks/{dataset}/verdict.tsv"
+    conda:
+        "../envs/perturbench.yaml"
+    params:
+        baselines=lambda w: " ".join(baseline_runs(config, w.dataset)),
+    shell:
+        "perturbench verdict --conditions {input:q} --baselines {params.baselines} "
+        "--comparisons-out {output.comparisons:q} --stability-out {output.stability:q} "
+        "--verdict-out {output.verdict:q} 2> {log:q}"

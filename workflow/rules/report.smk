@@ -1,6 +1,11 @@
 rule report:
     input:
         summaries=expand("results/{dataset}/summary.tsv", dataset=DATASETS),
+        verdicts=expand(
+            "results/{dataset}/{table}.tsv",
+            dataset=DATASETS,
+            table=["comparisons", "rank_stability", "verdict"],
+        ),
     output:
         index=report(
             "results/report/index.html",
