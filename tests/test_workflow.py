@@ -105,16 +105,20 @@ def test_two_runs_from_scratch_give_identical_metrics(tmp_path):
     assert (first / summary).read_bytes() == (second / summary).read_bytes()
 
 
+def _training_started(logs: Path) -> bool:
+    """The signal that a Mamba job is inside its training loop: the epoch progress bar (tqdm,
+    ``dual_stream_mamba: …%``) has reached its log."""
+    return any("dual_stream_mamba:" in log.read_text(errors="replace")
+               for log in logs.glob("*/seed1/fit_dual_stream_mamba.log"))
+
+
 @pytest.mark.slow
 def test_killed_during_training_then_rerun_completes(tmp_path):
     cmd = [*SNAKEMAKE, "--directory", str(tmp_path), "--cores", "1", "--configfile", str(TEST_CONFIG)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     training_logs = tmp_path / "results/logs/sim_tiny"
     deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and proc.poll() is None:
-        if any(training_logs.glob("*/seed1/fit_dual_stream_mamba.log")):
-            time.sleep(2.0)  # let the training job get going
-            break
+    while time.monotonic() < deadline and proc.poll() is None and not _training_started(training_logs):
         time.sleep(0.2)
     assert proc.poll() is None, "workflow finished before it could be interrupted"
     os.killpg(proc.pid, signal.SIGKILL)
