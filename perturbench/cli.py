@@ -1,7 +1,9 @@
 """The ``perturbench`` command: the steps the Snakemake rules call, one sub-command each.
 
 Every sub-command maps its arguments onto one function of :mod:`perturbench.pipeline` (or a
-benchmark / the report) and exits non-zero with a one-line message on bad input.
+benchmark / the report) and exits 1 with a one-line message on bad input: every user error derives from
+:class:`perturbench.errors.PerturbenchError` and is caught once, in :func:`main`; anything else
+is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+
+from perturbench.errors import PerturbenchError
 
 BENCHMARKS = {
     "baselines_speed": "perturbench.bench.baselines_speed",
@@ -187,8 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, KeyError, FileNotFoundError, ImportError) as err:
-        print(f"perturbench {args.command}: error: {err}", file=sys.stderr)
+    except (PerturbenchError, FileNotFoundError) as err:
+        message = " ".join(str(err).split())  # one line, whatever the message
+        print(f"perturbench {args.command}: error: {type(err).__name__}: {message}", file=sys.stderr)
         return 1
     return 0
 

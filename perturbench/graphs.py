@@ -31,11 +31,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from perturbench.errors import PerturbenchError
+
 _BLOCK_ROWS = 1024  # rows of the similarity matrix held densely at a time
 _HEAVY_TERMS = 48  # most frequent GO terms handled by a dense product (the rest: sparse)
 
 
-class GraphError(ValueError):
+class GraphError(PerturbenchError, ValueError):
     """Bad graph input; the message quotes the bad value and names the file or argument."""
 
 

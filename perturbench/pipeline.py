@@ -18,6 +18,7 @@ import pandas as pd
 from perturbench.data.contract import PerturbDataset
 from perturbench.data.io import atomic_path, write_text_atomic
 from perturbench.data.store import load_dataset, save_dataset
+from perturbench.errors import ConfigError
 
 _METRICS_PATH = re.compile(r"(?P<featureset>[^/]+)/seed(?P<seed>\d+)/metrics/(?P<model>[^/]+)\.tsv$")
 
@@ -60,7 +61,7 @@ def load_source(name: str, spec: dict[str, Any], *, inputs: list[Path], workdir:
 
         converted = norman_npz_to_pseudobulk(Path(spec["path"]), workdir / "norman_npz.h5ad")
         return read_pseudobulk_table(converted, name=name, delta_only=True)
-    raise ValueError(f"dataset {name!r}: unknown source {source!r}")
+    raise ConfigError(f"dataset {name!r}: source: unknown source {source!r}")
 
 
 def simulate(preset: str, params: dict[str, Any], out: Path, *, go_out: Path | None = None) -> None:
@@ -70,7 +71,7 @@ def simulate(preset: str, params: dict[str, Any], out: Path, *, go_out: Path | N
     from perturbench.data.simulate import SIMULATION_PRESETS, write_simulated
 
     if preset not in SIMULATION_PRESETS:
-        raise ValueError(f"unknown simulation preset {preset!r}; known: {', '.join(SIMULATION_PRESETS)}")
+        raise ConfigError(f"preset: unknown simulation preset {preset!r}; known: {', '.join(SIMULATION_PRESETS)}")
     write_simulated(dataclasses.replace(SIMULATION_PRESETS[preset], **params), out, go_path=go_out)
 
 
@@ -141,6 +142,8 @@ def fit_predict(
     from perturbench.models.registry import get_model
     from perturbench.splits import read_manifest
 
+    name = params.pop("model", model)
+    instance = get_model(name, **params.get("params", {}))  # bad hyper-parameters fail before any loading
     ds = load_dataset(data_dir)
     sp = read_manifest(split_path)
     train = ds.subset(list(sp.train))
@@ -149,8 +152,7 @@ def fit_predict(
     log_dir.mkdir(parents=True, exist_ok=True)
     context = FitContext(seed=sp.seed, val=val, go_graph=graph, go_table=go_table,
                          workdir=log_dir / "work", device=device, log_dir=log_dir)
-    name = params.pop("model", model)
-    fitted = get_model(name, **params.get("params", {})).fit(train, context=context)
+    fitted = instance.fit(train, context=context)
     prediction = fitted.predict(sorted(sp.test))
     prediction.model = model
     prediction.attribution = attribution_record(fitted, train)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from perturbench.models.registry import check_params, model_spec
+
 # sources that provide single cells; the others are pseudobulk tables
 CELL_SOURCES = frozenset({"gears", "simulated", "cells"})
-CELL_ONLY_MODELS = frozenset({"gears"})
 MAMBA = "dual_stream_mamba"
 
 
@@ -52,10 +53,18 @@ def runs_for(config: dict[str, Any], dataset: str, featureset: str | None = None
     return [
         r
         for r, s in model_runs(config).items()
-        if (cells or s["model"] not in CELL_ONLY_MODELS)
+        if (cells or not model_spec(s["model"]).needs_cells)
         and (featureset is None or s["featuresets"] is None or featureset in s["featuresets"])
     ]
 
 
-def is_mamba(config: dict[str, Any], run: str) -> bool:
-    return model_runs(config)[run]["model"] == MAMBA
+def check_model_runs(config: dict[str, Any]) -> None:
+    """Fail when the DAG is built, naming the run and the key, if a run names an unknown model or
+    a hyper-parameter its model does not have (or refuses)."""
+    for run, spec in model_runs(config).items():
+        check_params(spec["model"], spec["params"], where=f"models.{run}")
+
+
+def writes_curves(config: dict[str, Any], run: str) -> bool:
+    """Whether run ``run`` writes training curves (its model's ``training_curves`` trait)."""
+    return model_spec(model_runs(config)[run]["model"]).training_curves

@@ -63,6 +63,7 @@ def test_every_config_builds_a_dag(tmp_path, name, shared_file):
         ({"datasets": {"x": {"source": "pseudobulk", "path": "a; rm -rf /"}}}, "a; rm -rf /"),
         ({"featuresets": ["no_ribo"]}, "no_ribo"),
         ({"seeds": [-1]}, "-1"),
+        ({"models": {"ridge": {"params": {"lamda": 1.0}}}}, "models.ridge: params: unknown hyper-parameter(s) ['lamda']"),
     ],
 )
 def test_schema_rejects_bad_config(tmp_path, change, message):

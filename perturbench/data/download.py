@@ -44,6 +44,8 @@ from typing import NoReturn
 
 from tqdm import tqdm
 
+from perturbench.errors import PerturbenchError
+
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 16
@@ -51,11 +53,11 @@ _RETRY_STATUS = frozenset({408, 429})
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
-class DownloadError(RuntimeError):
+class DownloadError(PerturbenchError, RuntimeError):
     """A download that failed for good; the message says how to place the file by hand."""
 
 
-class ArchiveError(ValueError):
+class ArchiveError(PerturbenchError, ValueError):
     """An archive that cannot be extracted safely; the message names the archive and member."""
 
 

@@ -14,13 +14,14 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.stats import hypergeom, norm, spearmanr
 
+from perturbench.errors import PerturbenchError
 from perturbench.data.features import removed_genes
 from perturbench.metrics import METRICS
 
 BASELINES = ("control", "mean", "additive", "ridge", "grn_ridge", "two_stage", "linear_embedding")
 
 
-class AnalysisError(ValueError):
+class AnalysisError(PerturbenchError, ValueError):
     """Inputs to a report analysis do not fit together; the message names the argument."""
 
 

@@ -25,6 +25,7 @@ import h5py
 import pandas as pd
 from anndata.io import read_elem
 
+from perturbench.errors import PerturbenchError
 from perturbench.data.contract import PerturbDataset
 from perturbench.data.store import load_dataset
 from perturbench.evaluate import RUN_COLUMNS, SUMMARY_COLUMNS
@@ -37,7 +38,7 @@ _DSTATE_RUN = re.compile(rf"{MAMBA}_dstate(\d+)$")
 BASE_D_STATE = 16  # DualStreamConfig.d_state default (a test checks); kept here to avoid importing torch
 
 
-class ReportError(ValueError):
+class ReportError(PerturbenchError, ValueError):
     """The results tree lacks something the report needs; the message names the path."""
 
 

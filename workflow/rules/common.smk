@@ -1,11 +1,12 @@
 import json
 
-from perturbench.workflow import is_mamba, model_runs, runs_for
+from perturbench.workflow import check_model_runs, model_runs, runs_for, writes_curves
 
 DATASETS = list(config["datasets"])
+check_model_runs(config)
 RUNS = model_runs(config)
-MAMBA_RUNS = [r for r in RUNS if is_mamba(config, r)] or ["__none__"]
-OTHER_RUNS = [r for r in RUNS if not is_mamba(config, r)] or ["__none__"]
+CURVE_RUNS = [r for r in RUNS if writes_curves(config, r)] or ["__none__"]
+OTHER_RUNS = [r for r in RUNS if not writes_curves(config, r)] or ["__none__"]
 
 
 wildcard_constraints:

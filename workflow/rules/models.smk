@@ -56,7 +56,7 @@ rule fit_predict_mamba:
     benchmark:
         "results/benchmarks/{dataset}/{featureset}/seed{seed}/fit_{model}.tsv"
     wildcard_constraints:
-        model="|".join(MAMBA_RUNS),
+        model="|".join(CURVE_RUNS),
     conda:
         "../envs/perturbench.yaml"
     threads: 1
