@@ -75,13 +75,13 @@ def _cmd_fit_predict(a: argparse.Namespace) -> None:
     from perturbench import pipeline
 
     pipeline.fit_predict(a.data_dir, a.split, a.model, a.params, a.out, go_graph_path=a.go_graph,
-                         go_table=a.go_table, log_dir=a.log_dir, device=a.device)
+                         go_table=a.go_table, log_dir=a.log_dir, device=a.device, featureset=a.featureset)
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> None:
     from perturbench import pipeline
 
-    pipeline.evaluate(a.data_dir, a.split, a.prediction, a.out)
+    pipeline.evaluate(a.data_dir, a.split, a.prediction, a.out, featureset=a.featureset, model=a.model, seed=a.seed)
 
 
 def _cmd_summarize(a: argparse.Namespace) -> None:
@@ -158,6 +158,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--go-table", type=_optional_path, default=None)
     s.add_argument("--log-dir", type=Path, required=True)
     s.add_argument("--device", default="cpu")
+    s.add_argument("--featureset", default="", help="recorded in the prediction's uns['run']")
     s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=_cmd_fit_predict)
 
@@ -165,6 +166,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir", type=Path, required=True)
     s.add_argument("--split", type=Path, required=True)
     s.add_argument("--prediction", type=Path, required=True)
+    s.add_argument("--featureset", required=True, help="written as the table's featureset column")
+    s.add_argument("--model", required=True, help="the run name, written as the table's model column")
+    s.add_argument("--seed", type=int, required=True, help="written as the table's seed column")
     s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=_cmd_evaluate)
 

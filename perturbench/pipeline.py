@@ -7,7 +7,6 @@ interrupted job never leaves a file Snakemake would take as finished.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,6 @@ from perturbench.data.contract import PerturbDataset
 from perturbench.data.io import atomic_path, write_text_atomic
 from perturbench.data.store import load_dataset, save_dataset
 from perturbench.errors import ConfigError
-
-_METRICS_PATH = re.compile(r"(?P<featureset>[^/]+)/seed(?P<seed>\d+)/metrics/(?P<model>[^/]+)\.tsv$")
 
 
 def log(msg: str) -> None:
@@ -136,14 +133,18 @@ def fit_predict(
     go_table: Path | None,
     log_dir: Path,
     device: str,
+    featureset: str = "",
 ) -> None:
-    """Fit ``model`` on the training conditions of the split and predict its test conditions."""
+    """Fit run ``model`` (``params`` = {"model": registered name, "params": hyper-parameters}) on
+    the training conditions of the split, predict its test conditions, and store the run record
+    (:mod:`perturbench.provenance`) in the prediction file."""
     from perturbench.models.base import FitContext, attribution_record
-    from perturbench.models.registry import get_model
+    from perturbench.models.registry import get_model, resolved_params
+    from perturbench.provenance import dataset_fingerprint, measured, run_record
     from perturbench.splits import read_manifest
 
-    name = params.pop("model", model)
-    instance = get_model(name, **params.get("params", {}))  # bad hyper-parameters fail before any loading
+    name, hyper = params.get("model", model), params.get("params", {})
+    instance = get_model(name, **hyper)  # bad hyper-parameters fail before any loading
     ds = load_dataset(data_dir)
     sp = read_manifest(split_path)
     train = ds.subset(list(sp.train))
@@ -152,38 +153,49 @@ def fit_predict(
     log_dir.mkdir(parents=True, exist_ok=True)
     context = FitContext(seed=sp.seed, val=val, go_graph=graph, go_table=go_table,
                          workdir=log_dir / "work", device=device, log_dir=log_dir)
-    fitted = instance.fit(train, context=context)
-    prediction = fitted.predict(sorted(sp.test))
+    with measured() as cost:
+        fitted = instance.fit(train, context=context)
+        prediction = fitted.predict(sorted(sp.test))
     prediction.model = model
     prediction.attribution = attribution_record(fitted, train)
+    prediction.run = run_record(
+        run=model, model=name, params=resolved_params(name, hyper), featureset=featureset, seed=sp.seed,
+        split_checksum=str(json.loads(Path(split_path).read_text())["checksum"]),
+        dataset_fingerprint=dataset_fingerprint(ds), device=device, cost=cost)
     prediction.write(out)
     log(f"{model}: predicted {len(prediction.conditions)} conditions, skipped {len(prediction.skipped)}")
 
 
-def evaluate(data_dir: Path, split_path: Path, prediction_path: Path, out: Path) -> None:
-    """Per-condition metrics of one prediction file (long TSV: condition, subgroup, metric, value)."""
+def evaluate(data_dir: Path, split_path: Path, prediction_path: Path, out: Path, *,
+             featureset: str, model: str, seed: int) -> None:
+    """Per-condition metrics of one prediction file: a long TSV (featureset, model, seed,
+    condition, subgroup, metric, value); the first three are the rule's wildcards."""
     from perturbench.evaluate import evaluate_prediction_file
     from perturbench.splits import read_manifest
 
     ds = load_dataset(data_dir, with_cells=False)
     sp = read_manifest(split_path)
+    if sp.seed != seed:
+        raise ConfigError(f"{split_path}: seed: the manifest's seed {sp.seed} is not the run's seed {seed}")
     table = evaluate_prediction_file(prediction_path, ds, subgroups=dict(sp.test), train_conditions=list(sp.train))
+    for position, (column, value) in enumerate({"featureset": featureset, "model": model, "seed": seed}.items()):
+        table.insert(position, column, value)
     with atomic_path(out) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.10g")
 
 
 def collect_metrics(paths: list[Path]) -> pd.DataFrame:
-    """Concatenate metric tables, taking featureset / seed / model from the output layout."""
+    """Concatenate metric tables (columns :data:`perturbench.evaluate.RUN_COLUMNS`, as written by
+    :func:`evaluate`); a table without them is an error naming the file."""
+    from perturbench.evaluate import RUN_COLUMNS
+
     frames = []
     for path in paths:
-        match = _METRICS_PATH.search(Path(path).as_posix())
-        if match is None:
-            raise ValueError(f"{path}: not a metrics path .../{{featureset}}/seed{{seed}}/metrics/{{model}}.tsv")
         frame = pd.read_csv(path, sep="\t")
-        frame.insert(0, "featureset", match["featureset"])
-        frame.insert(1, "model", match["model"])
-        frame.insert(2, "seed", int(match["seed"]))
-        frames.append(frame)
+        missing = [c for c in RUN_COLUMNS if c not in frame.columns]
+        if missing:
+            raise ConfigError(f"{path}: header lacks column(s) {missing} (written by `perturbench evaluate`?)")
+        frames.append(frame[RUN_COLUMNS])
     return pd.concat(frames, ignore_index=True)
 
 

@@ -13,7 +13,6 @@ import pytest
 from perturbench.evaluate import paired_wilcoxon
 from perturbench.report import ReportError, build_report
 from perturbench.report.analyses import BASELINES, best_model
-from perturbench.report.loaders import BASE_D_STATE
 from perturbench.report.render import fmt_num
 from tests._reporttree import rendered_report
 
@@ -185,12 +184,6 @@ def test_index_headline_numbers_come_from_the_summary(report):
     best = best_model(summary, baselines, featureset="full")
     mean = rows.set_index("model").loc[best, "mean"]
     assert f'data-mean="{mean}"' in html
-
-
-def test_base_d_state_matches_the_model_default():
-    from perturbench.models.dual_stream_net import DualStreamConfig
-
-    assert DualStreamConfig().d_state == BASE_D_STATE
 
 
 def test_missing_summary_raises_naming_the_file(tmp_path):

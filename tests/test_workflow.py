@@ -86,7 +86,11 @@ def test_tiny_workflow_outputs_follow_the_contract(tmp_path):
     assert set(summary["featureset"]) == {"full", "no_mt"}
     assert {"control", "mean", "additive", "ridge", "dual_stream_mamba"} <= set(summary["model"])
     metrics = pd.read_csv(tmp_path / "results/sim_tiny/full/seed1/metrics/additive.tsv", sep="\t")
-    assert list(metrics.columns) == ["condition", "subgroup", "metric", "value"]
+    assert list(metrics.columns) == ["featureset", "model", "seed", "condition", "subgroup", "metric", "value"]
+    assert set(metrics["model"]) == {"additive"} and set(metrics["seed"]) == {1}
+    run = Prediction.read(tmp_path / "results/sim_tiny/full/seed1/predictions/dual_stream_mamba.h5ad").run
+    assert (run["run"], run["model"], run["featureset"], run["seed"]) == ("dual_stream_mamba", "dual_stream_mamba", "full", 1)
+    assert run["params"]["d_state"] == 16 and run["wall_s"] > 0
     assert (tmp_path / "results/sim_tiny/full/seed1/models/dual_stream_mamba/loss_curves.tsv").stat().st_size > 0
     assert (tmp_path / "results/sim_tiny/splits/seed1.json").exists()
 

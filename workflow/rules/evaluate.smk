@@ -13,7 +13,8 @@ rule evaluate:
         "../envs/perturbench.yaml"
     shell:
         "perturbench evaluate --data-dir results/{wildcards.dataset}/{wildcards.featureset} "
-        "--split {input.split:q} --prediction {input.prediction:q} --out {output:q} 2> {log:q}"
+        "--split {input.split:q} --prediction {input.prediction:q} --featureset {wildcards.featureset} "
+        "--model {wildcards.model} --seed {wildcards.seed} --out {output:q} 2> {log:q}"
 
 
 rule summarize:

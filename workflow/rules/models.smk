@@ -9,6 +9,7 @@ FIT_SHELL = (
     "--data-dir results/{wildcards.dataset}/{wildcards.featureset} --split {input.split:q} "
     "--model {wildcards.model} --params {params.run:q} --go-graph {input.go_graph:q} "
     "--go-table={params.go_table:q} --log-dir {params.log_dir:q} --device {params.device} "
+    "--featureset {wildcards.featureset} "
     "--out {output.prediction:q} 2> {log:q}"
 )
 FIT_PARAMS = dict(
