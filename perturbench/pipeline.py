@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from perturbench.data.contract import PerturbDataset
 from perturbench.data.io import atomic_path, write_text_atomic
 from perturbench.data.store import load_dataset, save_dataset
 from perturbench.errors import ConfigError
@@ -22,43 +21,6 @@ from perturbench.errors import ConfigError
 
 def log(msg: str) -> None:
     print(f"[perturbench] {msg}", file=sys.stderr, flush=True)
-
-
-def load_source(name: str, spec: dict[str, Any], *, inputs: list[Path], workdir: Path) -> PerturbDataset:
-    """Build the dataset ``name`` from its config ``spec`` (``spec['source']`` picks the loader)."""
-    source = spec["source"]
-    if source == "gears":
-        from perturbench.data.download import safe_extract
-        from perturbench.data.gears_source import find_gears_h5ad, load_gears_dataset
-
-        target = workdir / "extracted"
-        if not target.exists():
-            safe_extract(inputs[0], target)
-        return load_gears_dataset(find_gears_h5ad(target), name=name)
-    if source == "simulated":
-        from perturbench.data.gears_source import load_gears_dataset
-
-        return load_gears_dataset(inputs[0], name=name)
-    if source == "cells":
-        from perturbench.data.cells import read_cells_h5ad
-
-        return read_cells_h5ad(
-            Path(spec["path"]),
-            name=name,
-            condition_key=spec.get("condition_key", "condition"),
-            control_label=spec.get("control_label", "ctrl"),
-            keep=spec.get("keep"),
-        )
-    if source == "pseudobulk":
-        from perturbench.data.tables import read_pseudobulk_table
-
-        return read_pseudobulk_table(Path(spec["path"]), name=name, delta_only=spec.get("delta_only"))
-    if source == "norman_npz":
-        from perturbench.data.tables import norman_npz_to_pseudobulk, read_pseudobulk_table
-
-        converted = norman_npz_to_pseudobulk(Path(spec["path"]), workdir / "norman_npz.h5ad")
-        return read_pseudobulk_table(converted, name=name, delta_only=True)
-    raise ConfigError(f"dataset {name!r}: source: unknown source {source!r}")
 
 
 def simulate(preset: str, params: dict[str, Any], out: Path, *, go_out: Path | None = None) -> None:
@@ -75,6 +37,7 @@ def simulate(preset: str, params: dict[str, Any], out: Path, *, go_out: Path | N
 def prepare(name: str, spec: dict[str, Any], out_dir: Path, *, inputs: list[Path]) -> None:
     """Load dataset ``name``, annotate DE genes, and save it to ``out_dir``."""
     from perturbench.data.de import annotate_de
+    from perturbench.data.sources import load_source
 
     ds = annotate_de(load_source(name, spec, inputs=inputs, workdir=out_dir / "work"))
     missing = ds.targets_missing_from_genes()
@@ -152,7 +115,8 @@ def fit_predict(
     graph = read_go_graph(go_graph_path) if go_graph_path else None
     log_dir.mkdir(parents=True, exist_ok=True)
     context = FitContext(seed=sp.seed, val=val, go_graph=graph, go_table=go_table,
-                         workdir=log_dir / "work", device=device, log_dir=log_dir)
+                         workdir=log_dir / "work", device=device, log_dir=log_dir, dataset=ds.name,
+                         featureset=featureset)
     with measured() as cost:
         fitted = instance.fit(train, context=context)
         prediction = fitted.predict(sorted(sp.test))
@@ -178,10 +142,32 @@ def evaluate(data_dir: Path, split_path: Path, prediction_path: Path, out: Path,
     if sp.seed != seed:
         raise ConfigError(f"{split_path}: seed: the manifest's seed {sp.seed} is not the run's seed {seed}")
     table = evaluate_prediction_file(prediction_path, ds, subgroups=dict(sp.test), train_conditions=list(sp.train))
-    for position, (column, value) in enumerate({"featureset": featureset, "model": model, "seed": seed}.items()):
+    _write_metrics(table, out, featureset=featureset, model=model, seed=seed)
+
+
+def _write_metrics(table: pd.DataFrame, out: Path, **labels: str | int) -> None:
+    """Write a metric table with the run's labels (featureset, model, seed) as its first columns."""
+    for position, (column, value) in enumerate(labels.items()):
         table.insert(position, column, value)
     with atomic_path(out) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.10g")
+
+
+def score(data_dir: Path, split_path: Path, prediction_path: Path, out: Path, *,
+          model: str | None = None, featureset: str | None = None) -> None:
+    """Score a prediction file made outside the workflow (format: :mod:`baselines.precomputed`)
+    on the split's test conditions; the table is :func:`evaluate`'s (``model`` defaults to the
+    file's stem, ``featureset`` to the data folder's name)."""
+    from baselines.precomputed import read_external_prediction
+    from perturbench.evaluate import evaluate as evaluate_prediction
+    from perturbench.splits import read_manifest
+
+    ds = load_dataset(data_dir, with_cells=False)
+    sp = read_manifest(split_path)
+    model = model or Path(prediction_path).stem
+    pred = read_external_prediction(prediction_path, conditions=sorted(sp.test), genes=ds.genes, model=model)
+    table = evaluate_prediction(pred, ds, subgroups=dict(sp.test), train_conditions=list(sp.train))
+    _write_metrics(table, out, featureset=featureset or Path(data_dir).name, model=model, seed=sp.seed)
 
 
 def collect_metrics(paths: list[Path]) -> pd.DataFrame:

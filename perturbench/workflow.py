@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from perturbench.data.features import FEATURE_SETS
+from perturbench.data.sources import source_spec
+from perturbench.errors import ConfigError
 from perturbench.models.registry import check_params, model_spec
 
-# sources that provide single cells; the others are pseudobulk tables
-CELL_SOURCES = frozenset({"gears", "simulated", "cells"})
-MAMBA = "dual_stream_mamba"
+MAMBA = "dual_stream_mamba"  # the run the d_state ablation varies
 
 
 def model_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -44,7 +45,8 @@ def model_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def has_cells(config: dict[str, Any], dataset: str) -> bool:
-    return config["datasets"][dataset]["source"] in CELL_SOURCES
+    """Whether the dataset's source provides single cells (its ``cells`` trait)."""
+    return source_spec(dataset, config["datasets"][dataset]).cells
 
 
 def runs_for(config: dict[str, Any], dataset: str, featureset: str | None = None) -> list[str]:
@@ -56,6 +58,22 @@ def runs_for(config: dict[str, Any], dataset: str, featureset: str | None = None
         if (cells or not model_spec(s["model"]).needs_cells)
         and (featureset is None or s["featuresets"] is None or featureset in s["featuresets"])
     ]
+
+
+def check_config(config: dict[str, Any]) -> None:
+    """The DAG-time check of names against the registries (sources, feature sets, models and their
+    hyper-parameters); a ConfigError names the config entry and the key."""
+    for dataset, spec in config["datasets"].items():
+        source_spec(dataset, spec)
+    named = [("featuresets", config.get("featuresets", []))]
+    named += [(f"models.{run}.featuresets", (spec or {}).get("featuresets") or [])
+              for run, spec in config["models"].items()]
+    named.append(("ablation.featuresets", config.get("ablation", {}).get("featuresets") or []))
+    for where, names in named:
+        unknown = [name for name in names if name not in FEATURE_SETS]
+        if unknown:
+            raise ConfigError(f"{where}: unknown feature set(s) {unknown}; known: {', '.join(FEATURE_SETS)}")
+    check_model_runs(config)
 
 
 def check_model_runs(config: dict[str, Any]) -> None:

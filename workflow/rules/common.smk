@@ -1,9 +1,10 @@
 import json
 
-from perturbench.workflow import check_model_runs, model_runs, runs_for, writes_curves
+from perturbench.data.features import FEATURE_SETS
+from perturbench.workflow import check_config, model_runs, runs_for, writes_curves
 
 DATASETS = list(config["datasets"])
-check_model_runs(config)
+check_config(config)
 RUNS = model_runs(config)
 CURVE_RUNS = [r for r in RUNS if writes_curves(config, r)] or ["__none__"]
 OTHER_RUNS = [r for r in RUNS if not writes_curves(config, r)] or ["__none__"]
@@ -11,7 +12,7 @@ OTHER_RUNS = [r for r in RUNS if not writes_curves(config, r)] or ["__none__"]
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
-    featureset="full|no_mt|no_mt_ribo",
+    featureset="|".join(FEATURE_SETS),
     seed=r"\d+",
 
 
