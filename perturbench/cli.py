@@ -84,6 +84,12 @@ def _cmd_evaluate(a: argparse.Namespace) -> None:
     pipeline.evaluate(a.data_dir, a.split, a.prediction, a.out, featureset=a.featureset, model=a.model, seed=a.seed)
 
 
+def _cmd_score(a: argparse.Namespace) -> None:
+    from perturbench import pipeline
+
+    pipeline.score(a.data, a.split, a.prediction, a.out, model=a.model or None, featureset=a.featureset or None)
+
+
 def _cmd_summarize(a: argparse.Namespace) -> None:
     from perturbench import pipeline
 
@@ -171,6 +177,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, required=True, help="written as the table's seed column")
     s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=_cmd_evaluate)
+
+    s = sub.add_parser("score", help="per-condition metrics of a prediction file made outside the workflow")
+    s.add_argument("--data", type=Path, required=True, help="a prepared feature-set folder, e.g. results/X/full")
+    s.add_argument("--split", type=Path, required=True)
+    s.add_argument("--prediction", type=Path, required=True, help="h5ad: obs_names conditions, var_names genes")
+    s.add_argument("--model", default="", help="the table's model column (default: the file's stem)")
+    s.add_argument("--featureset", default="", help="the table's featureset column (default: the folder's name)")
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=_cmd_score)
 
     s = sub.add_parser("summarize", help="subgroup summary with bootstrap CIs")
     s.add_argument("--metrics", type=Path, nargs="+", required=True)

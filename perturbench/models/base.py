@@ -41,6 +41,8 @@ class FitContext:
     workdir: Path | None = None  # scratch folder for models that need files (GEARS)
     device: str = "cpu"
     log_dir: Path | None = None  # where training curves / checkpoints go, when the model has any
+    dataset: str = ""  # the dataset's name and the feature set (labels, e.g. for precomputed predictions)
+    featureset: str = ""
 
 
 @dataclass

@@ -56,6 +56,7 @@ _BUILTIN = (
     ModelSpec("grn_ridge", "baselines.linear:GRNRidgeModel", "baseline"),
     ModelSpec("two_stage", "baselines.linear:TwoStageModel", "baseline"),
     ModelSpec("linear_embedding", "baselines.linear:LinearEmbeddingModel", "baseline"),
+    ModelSpec("precomputed", "baselines.precomputed:PrecomputedModel", "learned"),
     ModelSpec("gears", "baselines.gears_model:GEARSModel", "learned", needs_cells=True, extra="gears",
               quick_params={"epochs": 1, "hidden_size": 8}),
     ModelSpec("dual_stream_mamba", "perturbench.models.dual_stream:DualStreamMambaModel", "learned",

@@ -15,10 +15,12 @@ import scipy.sparse as sp
 from scipy.stats import hypergeom, norm, spearmanr
 
 from perturbench.errors import PerturbenchError
+from perturbench.models.registry import registered
 from perturbench.data.features import removed_genes
 from perturbench.metrics import METRICS
 
-BASELINES = ("control", "mean", "additive", "ridge", "grn_ridge", "two_stage", "linear_embedding")
+# the registered models of kind control / baseline (their registry traits), in registry order
+BASELINES = tuple(name for name, spec in registered().items() if spec.kind in ("control", "baseline"))
 
 
 class AnalysisError(PerturbenchError, ValueError):
