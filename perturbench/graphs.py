@@ -80,6 +80,12 @@ def read_gene2go(path: str | Path, *, aliases: str | Path | None = None) -> dict
     return table
 
 
+def read_go_terms(path: str | Path) -> dict[str, str]:
+    """GO term id → term name, from a gzip (or plain) TSV with header ``go_id ontology term``."""
+    frame = _read_tsv(Path(path), ["go_id", "term"])
+    return dict(zip(frame["go_id"], frame["term"], strict=True))
+
+
 def _read_tsv(path: Path, required: Sequence[str]) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, sep="\t", dtype=str)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from perturbench.data.io import atomic_path, write_text_atomic
-from perturbench.data.store import load_dataset, save_dataset
+from perturbench.data.store import dataset_folder, load_dataset, save_dataset
 from perturbench.errors import ConfigError
 
 
@@ -39,6 +39,7 @@ def prepare(name: str, spec: dict[str, Any], out_dir: Path, *, inputs: list[Path
     from perturbench.data.de import annotate_de
     from perturbench.data.sources import load_source
 
+    out_dir = dataset_folder(out_dir)
     ds = annotate_de(load_source(name, spec, inputs=inputs, workdir=out_dir / "work"))
     missing = ds.targets_missing_from_genes()
     log(f"{name}: {ds.pseudobulk.n_vars} genes, {len(ds.conditions)} conditions, "
@@ -52,6 +53,7 @@ def featureset(in_dir: Path, name: str, out_dir: Path) -> None:
     from perturbench.data.features import apply_feature_set
 
     ds, record = apply_feature_set(load_dataset(in_dir), name)
+    out_dir = dataset_folder(out_dir)
     save_dataset(ds, out_dir)
     write_text_atomic(out_dir / "featureset.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
     log(f"{name}: kept {record['n_genes']} genes, removed {record['n_removed']}")

@@ -86,3 +86,20 @@ def check_model_runs(config: dict[str, Any]) -> None:
 def writes_curves(config: dict[str, Any], run: str) -> bool:
     """Whether run ``run`` writes training curves (its model's ``training_curves`` trait)."""
     return model_spec(model_runs(config)[run]["model"]).training_curves
+
+
+def go_table(config: dict[str, Any], dataset: str) -> str | None:
+    """The GO annotation table of ``dataset`` (relative to the workflow directory unless the config
+    gives an absolute path), or None without a ``go`` config: the one place that decides it, for
+    the GO-graph rule and the report."""
+    go = config.get("go")
+    if not go:
+        return None
+    source = go.get("source")
+    if source == "table":
+        return str(go["gene2go"])
+    if source == "gears":
+        return "results/downloads/gene2go_all.pkl"
+    if source == "simulated":
+        return f"results/{dataset}/raw/gene2go.tsv.gz"
+    raise ConfigError(f"go.source: unknown value {source!r} (expected table, gears or simulated)")

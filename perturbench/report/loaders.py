@@ -31,7 +31,7 @@ from perturbench.data.store import load_dataset
 from perturbench.evaluate import RUN_COLUMNS, SUMMARY_COLUMNS
 from perturbench.models.base import Prediction
 from perturbench.splits import Split, read_manifest
-from perturbench.workflow import model_runs
+from perturbench.workflow import go_table, model_runs
 
 _SEED_FILE = re.compile(r"seed(\d+)\.json$")
 
@@ -193,19 +193,18 @@ def dataset_names(results: Path, config: dict[str, Any]) -> list[str]:
 
 
 def go_table_path(results: Path, dataset: str, config: dict[str, Any]) -> Path | None:
-    """Where the workflow's GO annotation table for ``dataset`` lives (None without a ``go`` config).
-
-    Relative config paths are taken from the workflow directory (the parent of ``results``).
-    """
-    go = config.get("go")
-    if not go:
+    """The workflow's GO annotation table for ``dataset`` (:func:`perturbench.workflow.go_table`),
+    relative paths taken from the workflow directory (the parent of ``results``); None without a
+    ``go`` config."""
+    path = go_table(config, dataset)
+    if path is None:
         return None
-    source = go.get("source")
-    if source == "table":
-        path = Path(go["gene2go"])
-        return path if path.is_absolute() else Path(results).parent / path
-    if source == "gears":
-        return Path(results) / "downloads" / "gene2go_all.pkl"
-    if source == "simulated":
-        return Path(results) / dataset / "raw" / "gene2go.tsv.gz"
-    raise ReportError(f"config go.source: unknown value {source!r} (expected table, gears or simulated)")
+    return Path(path) if Path(path).is_absolute() else Path(results).parent / path
+
+
+def go_terms_path(results: Path, config: dict[str, Any]) -> Path | None:
+    """The GO term-name table of config key ``go.terms`` (None when not given)."""
+    terms = config.get("go", {}).get("terms")
+    if not terms:
+        return None
+    return Path(terms) if Path(terms).is_absolute() else Path(results).parent / terms

@@ -1,7 +1,13 @@
 import json
 
 from perturbench.data.features import FEATURE_SETS
-from perturbench.workflow import check_config, model_runs, runs_for, writes_curves
+from perturbench.workflow import (
+    check_config,
+    go_table,
+    model_runs,
+    runs_for,
+    writes_curves,
+)
 
 DATASETS = list(config["datasets"])
 check_config(config)
@@ -25,16 +31,6 @@ def run_json(run):
     return json.dumps(
         {"model": spec["model"], "params": spec["params"]}, sort_keys=True
     )
-
-
-def go_table(dataset):
-    """The GO annotation table used for the dataset's GO graph."""
-    go = config["go"]
-    if go["source"] == "table":
-        return go["gene2go"]
-    if go["source"] == "gears":
-        return "results/downloads/gene2go_all.pkl"
-    return f"results/{dataset}/raw/gene2go.tsv.gz"
 
 
 def metrics_files(dataset):

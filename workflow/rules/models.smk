@@ -6,7 +6,7 @@ FIT_INPUTS = dict(
 )
 FIT_SHELL = (
     "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} perturbench fit-predict "
-    "--data-dir results/{wildcards.dataset}/{wildcards.featureset} --split {input.split:q} "
+    "--data-dir {input.data:q} --split {input.split:q} "
     "--model {wildcards.model} --params {params.run:q} --go-graph {input.go_graph:q} "
     "--go-table={params.go_table:q} --log-dir {params.log_dir:q} --device {params.device} "
     "--featureset {wildcards.featureset} "
@@ -14,7 +14,7 @@ FIT_SHELL = (
 )
 FIT_PARAMS = dict(
     run=lambda w: run_json(w.model),
-    go_table=lambda w: go_table(w.dataset),
+    go_table=lambda w: go_table(config, w.dataset),
     log_dir=lambda w: f"results/{w.dataset}/{w.featureset}/seed{w.seed}/models/{w.model}",
     device=config.get("device", "cpu"),
 )

@@ -1,6 +1,7 @@
 rule report:
     input:
         summaries=expand("results/{dataset}/summary.tsv", dataset=DATASETS),
+        go_terms=config.get("go", {}).get("terms") or [],
     output:
         index=report(
             "results/report/index.html",
