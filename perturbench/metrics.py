@@ -254,7 +254,6 @@ class Metric:
     description: str
     direction: Literal["higher", "lower"]
     fn: Callable[[ConditionArrays], float]
-    needs_cells: bool = False
 
 
 _REGISTERED = (
