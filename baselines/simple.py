@@ -14,12 +14,13 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
+from perturbench.errors import PerturbenchError
 from perturbench.data.conditions import ConditionError, canonical_condition, targets
 from perturbench.data.contract import PerturbDataset
 from perturbench.models.base import FitContext, Prediction
 
 
-class BaselineError(ValueError):
+class BaselineError(PerturbenchError, ValueError):
     """A baseline used wrongly (no training perturbations, predict before fit, bad setting)."""
 
 

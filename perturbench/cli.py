@@ -1,7 +1,9 @@
 """The ``perturbench`` command: the steps the Snakemake rules call, one sub-command each.
 
 Every sub-command maps its arguments onto one function of :mod:`perturbench.pipeline` (or a
-benchmark / the report) and exits non-zero with a one-line message on bad input.
+benchmark / the report) and exits 1 with a one-line message on bad input: every user error derives from
+:class:`perturbench.errors.PerturbenchError` and is caught once, in :func:`main`; anything else
+is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+
+from perturbench.errors import PerturbenchError
 
 BENCHMARKS = {
     "baselines_speed": "perturbench.bench.baselines_speed",
@@ -71,13 +75,19 @@ def _cmd_fit_predict(a: argparse.Namespace) -> None:
     from perturbench import pipeline
 
     pipeline.fit_predict(a.data_dir, a.split, a.model, a.params, a.out, go_graph_path=a.go_graph,
-                         go_table=a.go_table, log_dir=a.log_dir, device=a.device)
+                         go_table=a.go_table, log_dir=a.log_dir, device=a.device, featureset=a.featureset)
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> None:
     from perturbench import pipeline
 
-    pipeline.evaluate(a.data_dir, a.split, a.prediction, a.out)
+    pipeline.evaluate(a.data_dir, a.split, a.prediction, a.out, featureset=a.featureset, model=a.model, seed=a.seed)
+
+
+def _cmd_score(a: argparse.Namespace) -> None:
+    from perturbench import pipeline
+
+    pipeline.score(a.data, a.split, a.prediction, a.out, model=a.model or None, featureset=a.featureset or None)
 
 
 def _cmd_summarize(a: argparse.Namespace) -> None:
@@ -160,6 +170,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--go-table", type=_optional_path, default=None)
     s.add_argument("--log-dir", type=Path, required=True)
     s.add_argument("--device", default="cpu")
+    s.add_argument("--featureset", default="", help="recorded in the prediction's uns['run']")
     s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=_cmd_fit_predict)
 
@@ -167,8 +178,20 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir", type=Path, required=True)
     s.add_argument("--split", type=Path, required=True)
     s.add_argument("--prediction", type=Path, required=True)
+    s.add_argument("--featureset", required=True, help="written as the table's featureset column")
+    s.add_argument("--model", required=True, help="the run name, written as the table's model column")
+    s.add_argument("--seed", type=int, required=True, help="written as the table's seed column")
     s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=_cmd_evaluate)
+
+    s = sub.add_parser("score", help="per-condition metrics of a prediction file made outside the workflow")
+    s.add_argument("--data", type=Path, required=True, help="a prepared feature-set folder, e.g. results/X/full")
+    s.add_argument("--split", type=Path, required=True)
+    s.add_argument("--prediction", type=Path, required=True, help="h5ad: obs_names conditions, var_names genes")
+    s.add_argument("--model", default="", help="the table's model column (default: the file's stem)")
+    s.add_argument("--featureset", default="", help="the table's featureset column (default: the folder's name)")
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=_cmd_score)
 
     s = sub.add_parser("summarize", help="subgroup summary with bootstrap CIs")
     s.add_argument("--metrics", type=Path, nargs="+", required=True)
@@ -201,8 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, KeyError, FileNotFoundError, ImportError) as err:
-        print(f"perturbench {args.command}: error: {err}", file=sys.stderr)
+    except (PerturbenchError, FileNotFoundError) as err:
+        message = " ".join(str(err).split())  # one line, whatever the message
+        print(f"perturbench {args.command}: error: {type(err).__name__}: {message}", file=sys.stderr)
         return 1
     return 0
 

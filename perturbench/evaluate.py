@@ -21,6 +21,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.stats import wilcoxon
 
+from perturbench.errors import PerturbenchError
 from perturbench.data.conditions import CTRL
 from perturbench.data.contract import PerturbDataset
 from perturbench.metrics import ConditionArrays, compute_metrics, pearson_r, top_expressed
@@ -32,7 +33,7 @@ SUMMARY_COLUMNS = ["featureset", "model", "subgroup", "metric", "mean", "ci_low"
 ALL_SUBGROUP = "all"
 
 
-class EvaluationError(ValueError):
+class EvaluationError(PerturbenchError, ValueError):
     """Inputs to an evaluation step do not fit together; the message names what and where."""
 
 

@@ -31,11 +31,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from perturbench.errors import PerturbenchError
+
 _BLOCK_ROWS = 1024  # rows of the similarity matrix held densely at a time
 _HEAVY_TERMS = 48  # most frequent GO terms handled by a dense product (the rest: sparse)
 
 
-class GraphError(ValueError):
+class GraphError(PerturbenchError, ValueError):
     """Bad graph input; the message quotes the bad value and names the file or argument."""
 
 
@@ -76,6 +78,12 @@ def read_gene2go(path: str | Path, *, aliases: str | Path | None = None) -> dict
     if aliases is not None:
         table.update(_alias_entries(Path(aliases), table))
     return table
+
+
+def read_go_terms(path: str | Path) -> dict[str, str]:
+    """GO term id → term name, from a gzip (or plain) TSV with header ``go_id ontology term``."""
+    frame = _read_tsv(Path(path), ["go_id", "term"])
+    return dict(zip(frame["go_id"], frame["term"], strict=True))
 
 
 def _read_tsv(path: Path, required: Sequence[str]) -> pd.DataFrame:

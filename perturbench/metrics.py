@@ -26,10 +26,12 @@ from typing import Literal
 
 import numpy as np
 
+from perturbench.errors import PerturbenchError
+
 NAN = float("nan")
 
 
-class MetricInputError(ValueError):
+class MetricInputError(PerturbenchError, ValueError):
     """Invalid metric input; the message names the field and quotes the bad value."""
 
 
@@ -252,7 +254,6 @@ class Metric:
     description: str
     direction: Literal["higher", "lower"]
     fn: Callable[[ConditionArrays], float]
-    needs_cells: bool = False
 
 
 _REGISTERED = (

@@ -7,7 +7,6 @@ interrupted job never leaves a file Snakemake would take as finished.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,52 +14,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from perturbench.data.contract import PerturbDataset
 from perturbench.data.io import atomic_path, write_text_atomic
-from perturbench.data.store import load_dataset, save_dataset
-
-_METRICS_PATH = re.compile(r"(?P<featureset>[^/]+)/seed(?P<seed>\d+)/metrics/(?P<model>[^/]+)\.tsv$")
+from perturbench.data.store import dataset_folder, load_dataset, save_dataset
+from perturbench.errors import ConfigError
 
 
 def log(msg: str) -> None:
     print(f"[perturbench] {msg}", file=sys.stderr, flush=True)
-
-
-def load_source(name: str, spec: dict[str, Any], *, inputs: list[Path], workdir: Path) -> PerturbDataset:
-    """Build the dataset ``name`` from its config ``spec`` (``spec['source']`` picks the loader)."""
-    source = spec["source"]
-    if source == "gears":
-        from perturbench.data.download import safe_extract
-        from perturbench.data.gears_source import find_gears_h5ad, load_gears_dataset
-
-        target = workdir / "extracted"
-        if not target.exists():
-            safe_extract(inputs[0], target)
-        return load_gears_dataset(find_gears_h5ad(target), name=name)
-    if source == "simulated":
-        from perturbench.data.gears_source import load_gears_dataset
-
-        return load_gears_dataset(inputs[0], name=name)
-    if source == "cells":
-        from perturbench.data.cells import read_cells_h5ad
-
-        return read_cells_h5ad(
-            Path(spec["path"]),
-            name=name,
-            condition_key=spec.get("condition_key", "condition"),
-            control_label=spec.get("control_label", "ctrl"),
-            keep=spec.get("keep"),
-        )
-    if source == "pseudobulk":
-        from perturbench.data.tables import read_pseudobulk_table
-
-        return read_pseudobulk_table(Path(spec["path"]), name=name, delta_only=spec.get("delta_only"))
-    if source == "norman_npz":
-        from perturbench.data.tables import norman_npz_to_pseudobulk, read_pseudobulk_table
-
-        converted = norman_npz_to_pseudobulk(Path(spec["path"]), workdir / "norman_npz.h5ad")
-        return read_pseudobulk_table(converted, name=name, delta_only=True)
-    raise ValueError(f"dataset {name!r}: unknown source {source!r}")
 
 
 def simulate(preset: str, params: dict[str, Any], out: Path, *, go_out: Path | None = None) -> None:
@@ -70,14 +30,16 @@ def simulate(preset: str, params: dict[str, Any], out: Path, *, go_out: Path | N
     from perturbench.data.simulate import SIMULATION_PRESETS, write_simulated
 
     if preset not in SIMULATION_PRESETS:
-        raise ValueError(f"unknown simulation preset {preset!r}; known: {', '.join(SIMULATION_PRESETS)}")
+        raise ConfigError(f"preset: unknown simulation preset {preset!r}; known: {', '.join(SIMULATION_PRESETS)}")
     write_simulated(dataclasses.replace(SIMULATION_PRESETS[preset], **params), out, go_path=go_out)
 
 
 def prepare(name: str, spec: dict[str, Any], out_dir: Path, *, inputs: list[Path]) -> None:
     """Load dataset ``name``, annotate DE genes, and save it to ``out_dir``."""
     from perturbench.data.de import annotate_de
+    from perturbench.data.sources import load_source
 
+    out_dir = dataset_folder(out_dir)
     ds = annotate_de(load_source(name, spec, inputs=inputs, workdir=out_dir / "work"))
     missing = ds.targets_missing_from_genes()
     log(f"{name}: {ds.pseudobulk.n_vars} genes, {len(ds.conditions)} conditions, "
@@ -91,6 +53,7 @@ def featureset(in_dir: Path, name: str, out_dir: Path) -> None:
     from perturbench.data.features import apply_feature_set
 
     ds, record = apply_feature_set(load_dataset(in_dir), name)
+    out_dir = dataset_folder(out_dir)
     save_dataset(ds, out_dir)
     write_text_atomic(out_dir / "featureset.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
     log(f"{name}: kept {record['n_genes']} genes, removed {record['n_removed']}")
@@ -135,12 +98,18 @@ def fit_predict(
     go_table: Path | None,
     log_dir: Path,
     device: str,
+    featureset: str = "",
 ) -> None:
-    """Fit ``model`` on the training conditions of the split and predict its test conditions."""
+    """Fit run ``model`` (``params`` = {"model": registered name, "params": hyper-parameters}) on
+    the training conditions of the split, predict its test conditions, and store the run record
+    (:mod:`perturbench.provenance`) in the prediction file."""
     from perturbench.models.base import FitContext, attribution_record
-    from perturbench.models.registry import get_model
+    from perturbench.models.registry import get_model, resolved_params
+    from perturbench.provenance import dataset_fingerprint, measured, run_record
     from perturbench.splits import read_manifest
 
+    name, hyper = params.get("model", model), params.get("params", {})
+    instance = get_model(name, **hyper)  # bad hyper-parameters fail before any loading
     ds = load_dataset(data_dir)
     sp = read_manifest(split_path)
     train = ds.subset(list(sp.train))
@@ -148,40 +117,73 @@ def fit_predict(
     graph = read_go_graph(go_graph_path) if go_graph_path else None
     log_dir.mkdir(parents=True, exist_ok=True)
     context = FitContext(seed=sp.seed, val=val, go_graph=graph, go_table=go_table,
-                         workdir=log_dir / "work", device=device, log_dir=log_dir)
-    name = params.pop("model", model)
-    fitted = get_model(name, **params.get("params", {})).fit(train, context=context)
-    prediction = fitted.predict(sorted(sp.test))
+                         workdir=log_dir / "work", device=device, log_dir=log_dir, dataset=ds.name,
+                         featureset=featureset)
+    with measured() as cost:
+        fitted = instance.fit(train, context=context)
+        prediction = fitted.predict(sorted(sp.test))
     prediction.model = model
     prediction.attribution = attribution_record(fitted, train)
+    prediction.run = run_record(
+        run=model, model=name, params=resolved_params(name, hyper), featureset=featureset, seed=sp.seed,
+        split_checksum=str(json.loads(Path(split_path).read_text())["checksum"]),
+        dataset_fingerprint=dataset_fingerprint(ds), device=device, cost=cost)
     prediction.write(out)
     log(f"{model}: predicted {len(prediction.conditions)} conditions, skipped {len(prediction.skipped)}")
 
 
-def evaluate(data_dir: Path, split_path: Path, prediction_path: Path, out: Path) -> None:
-    """Per-condition metrics of one prediction file (long TSV: condition, subgroup, metric, value)."""
+def evaluate(data_dir: Path, split_path: Path, prediction_path: Path, out: Path, *,
+             featureset: str, model: str, seed: int) -> None:
+    """Per-condition metrics of one prediction file: a long TSV (featureset, model, seed,
+    condition, subgroup, metric, value); the first three are the rule's wildcards."""
     from perturbench.evaluate import evaluate_prediction_file
     from perturbench.splits import read_manifest
 
     ds = load_dataset(data_dir, with_cells=False)
     sp = read_manifest(split_path)
+    if sp.seed != seed:
+        raise ConfigError(f"{split_path}: seed: the manifest's seed {sp.seed} is not the run's seed {seed}")
     table = evaluate_prediction_file(prediction_path, ds, subgroups=dict(sp.test), train_conditions=list(sp.train))
+    _write_metrics(table, out, featureset=featureset, model=model, seed=seed)
+
+
+def _write_metrics(table: pd.DataFrame, out: Path, **labels: str | int) -> None:
+    """Write a metric table with the run's labels (featureset, model, seed) as its first columns."""
+    for position, (column, value) in enumerate(labels.items()):
+        table.insert(position, column, value)
     with atomic_path(out) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.10g")
 
 
+def score(data_dir: Path, split_path: Path, prediction_path: Path, out: Path, *,
+          model: str | None = None, featureset: str | None = None) -> None:
+    """Score a prediction file made outside the workflow (format: :mod:`baselines.precomputed`)
+    on the split's test conditions; the table is :func:`evaluate`'s (``model`` defaults to the
+    file's stem, ``featureset`` to the data folder's name)."""
+    from baselines.precomputed import read_external_prediction
+    from perturbench.evaluate import evaluate as evaluate_prediction
+    from perturbench.splits import read_manifest
+
+    ds = load_dataset(data_dir, with_cells=False)
+    sp = read_manifest(split_path)
+    model = model or Path(prediction_path).stem
+    pred = read_external_prediction(prediction_path, conditions=sorted(sp.test), genes=ds.genes, model=model)
+    table = evaluate_prediction(pred, ds, subgroups=dict(sp.test), train_conditions=list(sp.train))
+    _write_metrics(table, out, featureset=featureset or Path(data_dir).name, model=model, seed=sp.seed)
+
+
 def collect_metrics(paths: list[Path]) -> pd.DataFrame:
-    """Concatenate metric tables, taking featureset / seed / model from the output layout."""
+    """Concatenate metric tables (columns :data:`perturbench.evaluate.RUN_COLUMNS`, as written by
+    :func:`evaluate`); a table without them is an error naming the file."""
+    from perturbench.evaluate import RUN_COLUMNS
+
     frames = []
     for path in paths:
-        match = _METRICS_PATH.search(Path(path).as_posix())
-        if match is None:
-            raise ValueError(f"{path}: not a metrics path .../{{featureset}}/seed{{seed}}/metrics/{{model}}.tsv")
         frame = pd.read_csv(path, sep="\t")
-        frame.insert(0, "featureset", match["featureset"])
-        frame.insert(1, "model", match["model"])
-        frame.insert(2, "seed", int(match["seed"]))
-        frames.append(frame)
+        missing = [c for c in RUN_COLUMNS if c not in frame.columns]
+        if missing:
+            raise ConfigError(f"{path}: header lacks column(s) {missing} (written by `perturbench evaluate`?)")
+        frames.append(frame[RUN_COLUMNS])
     return pd.concat(frames, ignore_index=True)
 
 
@@ -201,11 +203,10 @@ def verdict(conditions: Path, baselines: list[str], comparisons_out: Path, stabi
     from perturbench import verdict as vd
 
     table = pd.read_csv(conditions, sep="\t")
-    missing = [c for c in ("featureset", "model", "seed", "condition", "subgroup", "metric", "value")
-               if c not in table.columns]
-    if missing:
-        raise ValueError(f"{conditions}: lacks column(s) {missing}")
-    comp = vd.comparisons(table, baselines=baselines)
+    try:
+        comp = vd.comparisons(table, baselines=baselines)
+    except vd.VerdictError as err:
+        raise vd.VerdictError(f"{conditions}: {err}") from None
     for frame, out in ((comp, comparisons_out), (vd.rank_stability(table), stability_out),
                        (vd.verdicts(comp), verdict_out)):
         with atomic_path(out) as tmp:

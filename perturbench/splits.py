@@ -44,6 +44,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from perturbench.errors import PerturbenchError
 from perturbench.data.conditions import CTRL, ConditionError, canonical_condition, perturbed_genes, targets
 from perturbench.data.io import write_text_atomic
 
@@ -54,7 +55,7 @@ MANIFEST_FORMAT = "perturbench-split/2"
 _MANIFEST_FIELDS = ("format", "dataset", "seed", "kind", "train", "val", "test", "gears_subgroup", "checksum")
 
 
-class SplitError(ValueError):
+class SplitError(PerturbenchError, ValueError):
     """An invalid split or manifest; the message names the file or the offending condition."""
 
 

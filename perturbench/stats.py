@@ -11,8 +11,10 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.stats import kendalltau
 
+from perturbench.errors import PerturbenchError
 
-class StatsError(ValueError):
+
+class StatsError(PerturbenchError, ValueError):
     """Invalid input to a statistics helper; the message names the function and the value."""
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import wilcoxon
 
+from perturbench.errors import PerturbenchError
 from perturbench.evaluate import ALL_SUBGROUP
 from perturbench.metrics import METRICS
 from perturbench.stats import holm, kendall_tau
@@ -45,7 +46,7 @@ VERDICT_COLUMNS = ["model", "subgroup", "metric", "reference", "n", "mean_diff",
 _KEYS = ["seed", "condition"]
 
 
-class VerdictError(ValueError):
+class VerdictError(PerturbenchError, ValueError):
     """The per-condition table cannot be compared; the message names the column or value."""
 
 

@@ -10,12 +10,19 @@ from __future__ import annotations
 
 from typing import Any
 
-# sources that provide single cells; the others are pseudobulk tables
-CELL_SOURCES = frozenset({"gears", "simulated", "cells"})
-CELL_ONLY_MODELS = frozenset({"gears"})
-MAMBA = "dual_stream_mamba"
-# registered models that are baselines (the verdict compares every other run with the best of them)
-BASELINE_MODELS = ("control", "mean", "additive", "ridge", "grn_ridge", "two_stage", "linear_embedding")
+from perturbench.data.features import FEATURE_SETS
+from perturbench.data.sources import source_spec
+from perturbench.errors import ConfigError
+from perturbench.models.registry import check_params, model_spec
+
+MAMBA = "dual_stream_mamba"  # the run the d_state ablation varies
+
+
+def baseline_runs(config: dict[str, Any], dataset: str) -> list[str]:
+    """Runs of ``dataset`` whose registered model is of kind control or baseline (e.g.
+    ``ridge_no_intercept``): the candidates for the verdict's reference."""
+    runs = model_runs(config)
+    return [r for r in runs_for(config, dataset) if model_spec(runs[r]["model"]).kind in ("control", "baseline")]
 
 
 def model_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -45,7 +52,8 @@ def model_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def has_cells(config: dict[str, Any], dataset: str) -> bool:
-    return config["datasets"][dataset]["source"] in CELL_SOURCES
+    """Whether the dataset's source provides single cells (its ``cells`` trait)."""
+    return source_spec(dataset, config["datasets"][dataset]).cells
 
 
 def runs_for(config: dict[str, Any], dataset: str, featureset: str | None = None) -> list[str]:
@@ -54,16 +62,58 @@ def runs_for(config: dict[str, Any], dataset: str, featureset: str | None = None
     return [
         r
         for r, s in model_runs(config).items()
-        if (cells or s["model"] not in CELL_ONLY_MODELS)
+        if (cells or not model_spec(s["model"]).needs_cells)
         and (featureset is None or s["featuresets"] is None or featureset in s["featuresets"])
     ]
 
 
+def check_config(config: dict[str, Any]) -> None:
+    """The DAG-time check of names against the registries (sources, feature sets, models and their
+    hyper-parameters); a ConfigError names the config entry and the key."""
+    for dataset, spec in config["datasets"].items():
+        source_spec(dataset, spec)
+    named = [("featuresets", config.get("featuresets", []))]
+    named += [(f"models.{run}.featuresets", (spec or {}).get("featuresets") or [])
+              for run, spec in config["models"].items()]
+    named.append(("ablation.featuresets", config.get("ablation", {}).get("featuresets") or []))
+    for where, names in named:
+        unknown = [name for name in names if name not in FEATURE_SETS]
+        if unknown:
+            raise ConfigError(f"{where}: unknown feature set(s) {unknown}; known: {', '.join(FEATURE_SETS)}")
+    check_model_runs(config)
+
+
+def check_model_runs(config: dict[str, Any]) -> None:
+    """Fail when the DAG is built, naming the run and the key, if a run names an unknown model or
+    a hyper-parameter its model does not have (or refuses)."""
+    for run, spec in model_runs(config).items():
+        check_params(spec["model"], spec["params"], where=f"models.{run}")
+
+
+def writes_curves(config: dict[str, Any], run: str) -> bool:
+    """Whether run ``run`` writes training curves (its model's ``training_curves`` trait)."""
+    return model_spec(model_runs(config)[run]["model"]).training_curves
+
+
+def go_table(config: dict[str, Any], dataset: str) -> str | None:
+    """The GO annotation table of ``dataset`` (relative to the workflow directory unless the config
+    gives an absolute path), or None without a ``go`` config: the one place that decides it, for
+    the GO-graph rule and the report."""
+    go = config.get("go")
+    if not go:
+        return None
+    source = go.get("source")
+    if source == "table":
+        return str(go["gene2go"])
+    if source == "gears":
+        return "results/downloads/gene2go_all.pkl"
+    if source == "simulated":
+        return f"results/{dataset}/raw/gene2go.tsv.gz"
+    raise ConfigError(f"go.source: unknown value {source!r} (expected table, gears or simulated)")
+
+
 def baseline_runs(config: dict[str, Any], dataset: str) -> list[str]:
-    """Runs of ``dataset`` whose registered model is a baseline (e.g. ``ridge_no_intercept``)."""
+    """Runs of ``dataset`` whose registered model is of kind control or baseline (e.g.
+    ``ridge_no_intercept``): the candidates for the verdict's reference."""
     runs = model_runs(config)
-    return [r for r in runs_for(config, dataset) if runs[r]["model"] in BASELINE_MODELS]
-
-
-def is_mamba(config: dict[str, Any], run: str) -> bool:
-    return model_runs(config)[run]["model"] == MAMBA
+    return [r for r in runs_for(config, dataset) if model_spec(runs[r]["model"]).kind in ("control", "baseline")]

@@ -46,9 +46,9 @@ def _fit_and_evaluate(root: Path, featureset: str, seed: int, run: str, go_graph
     prediction = base / "predictions" / f"{run}.h5ad"
     spec = model_runs(CONFIG)[run]
     pipeline.fit_predict(data, split, run, dict(spec), prediction, go_graph_path=go_graph, go_table=None,
-                         log_dir=base / "models" / run, device="cpu")
+                         log_dir=base / "models" / run, device="cpu", featureset=featureset)
     metrics = base / "metrics" / f"{run}.tsv"
-    pipeline.evaluate(data, split, prediction, metrics)
+    pipeline.evaluate(data, split, prediction, metrics, featureset=featureset, model=run, seed=seed)
     return metrics
 
 

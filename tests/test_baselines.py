@@ -25,8 +25,10 @@ from baselines.linear import (
 from baselines.simple import AdditiveModel, BaselineError, ControlModel, MeanModel, multi_hot
 from perturbench.data.conditions import ConditionError, canonical_condition, targets
 from perturbench.data.contract import PerturbDataset
+from perturbench.errors import ConfigError
 from perturbench.graphs import coexpression_graph, go_similarity_graph, laplacian
 from perturbench.models.base import FitContext
+from perturbench.models.registry import get_model
 
 TRAIN = ["G00", "G01", "G02", "G03", "G00+G01", "G01+G02"]
 TEST = ["G04", "G00+G02", "G01+G03", "G04+G05", "G00"]
@@ -108,8 +110,8 @@ def test_unknown_solver_is_rejected() -> None:
 
 
 def test_unknown_hyper_parameter_is_rejected() -> None:
-    with pytest.raises(TypeError, match="unexpected keyword argument 'alpha'"):
-        TwoStageModel(alpha=1.0)
+    with pytest.raises(ConfigError, match=r"model 'two_stage': params: unknown hyper-parameter\(s\) \['alpha'\]"):
+        get_model("two_stage", alpha=1.0)
 
 
 # -- ridge ------------------------------------------------------------------------------------

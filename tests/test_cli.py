@@ -22,7 +22,7 @@ def write_table(path, rows: dict[str, list[float]], genes=("A", "B", "C")):
 def prepare(tmp_path, table) -> tuple[int, list]:
     spec = json.dumps({"source": "pseudobulk", "path": str(table)})
     out = tmp_path / "out"
-    code = main(["prepare", "--name", "d", "--spec", spec, "--out-dir", str(out)])
+    code = main(["prepare", "--name", "d", "--spec", spec, "--inputs", str(table), "--out-dir", str(out)])
     written = [p for p in out.rglob("*") if p.is_file()] if out.exists() else []
     return code, written
 

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from _slurm import SlurmCluster, skip_reason, start_cluster, stop_cluster
 
-from perturbench.workflow import is_mamba
+from perturbench.workflow import writes_curves
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = REPO / "workflow" / "profiles"
@@ -65,8 +65,8 @@ def cluster_config(dest: Path) -> Path:
     other models and feature sets add jobs, not rules, and ``tests/test_workflow.py`` runs them.
     """
     config = yaml.safe_load(TEST_CONFIG.read_text())
-    mamba = [run for run in config["models"] if is_mamba(config, run)]
-    other = [run for run in config["models"] if not is_mamba(config, run)]
+    mamba = [run for run in config["models"] if writes_curves(config, run)]
+    other = [run for run in config["models"] if not writes_curves(config, run)]
     assert mamba and other, (
         f"{TEST_CONFIG}: models must include a Mamba run and another run, got {list(config['models'])}"
     )

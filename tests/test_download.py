@@ -17,12 +17,8 @@ from perturbench.data.download import (
     GEARS_FILES,
     ArchiveError,
     DownloadError,
-    RemoteFile,
     fetch,
-    fetch_remote,
-    gears_file,
     safe_extract,
-    sha256_file,
     sidecar_path,
 )
 
@@ -206,25 +202,8 @@ def test_malformed_pinned_checksum_is_rejected(tmp_path: Path) -> None:
 def test_gears_files_table() -> None:
     assert GEARS_FILES["norman"].url == "https://dataverse.harvard.edu/api/access/datafile/6154020"
     assert GEARS_FILES["gene2go"].filename == "gene2go_all.pkl"
-    assert GEARS_FILES["go_essential_all"].url.endswith("/6934319")
+    assert set(GEARS_FILES) == {"norman", "replogle_k562_essential", "replogle_rpe1_essential", "gene2go"}
     assert {f.sha256 for f in GEARS_FILES.values()} == {None}
-
-
-def test_gears_file_pins_checksum_from_config() -> None:
-    digest = "A" * 64
-    assert gears_file("norman", pins={"norman": digest}).sha256 == digest.lower()
-    assert gears_file("norman", pins={"gene2go": digest}).sha256 is None
-    with pytest.raises(ValueError, match=r"unknown GEARS file 'dixit'"):
-        gears_file("dixit")
-    with pytest.raises(ValueError, match=r"pinned sha256 of 'norman': 'xyz' is not a sha256"):
-        gears_file("norman", pins={"norman": "xyz"})
-
-
-def test_fetch_remote_uses_filename_and_pin(tmp_path: Path, payload: bytes) -> None:
-    with LoopbackServer([Reply(payload)]) as server:
-        remote = RemoteFile("demo", server.url("/api/access/datafile/1"), sha(payload), "demo.zip")
-        path = fetch_remote(remote, tmp_path / "raw", **FAST)
-    assert path == tmp_path / "raw" / "demo.zip" and sha256_file(path) == sha(payload)
 
 
 # -- safe_extract ----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from perturbench.data.contract import PerturbDataset
+from perturbench.errors import ConfigError
 from perturbench.graphs import GeneGraph
 from perturbench.models.base import FitContext
 from perturbench.models.dual_stream import DualStreamConfig, DualStreamMambaModel
@@ -210,8 +211,8 @@ def test_spectral_order_recovers_positions_on_a_line(rng, monkeypatch, dense_max
 
 
 def test_unknown_hyper_parameter_is_rejected():
-    with pytest.raises(TypeError, match=r"unknown hyper-parameter\(s\) \['d_stat'\]"):
-        DualStreamMambaModel(d_stat=4)
+    with pytest.raises(ConfigError, match=r"model 'dual_stream_mamba': params: unknown hyper-parameter\(s\) \['d_stat'\]"):
+        get_model("dual_stream_mamba", d_stat=4)
 
 
 def test_n_tokens_must_be_a_power_of_two():

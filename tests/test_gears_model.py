@@ -35,9 +35,11 @@ from baselines.gears_files import GENE2GO_FILE, GO_EDGES_FILE, NODES_FILE, go_ed
 from baselines.gears_model import GEARSConfig, GEARSModel, gears_condition
 from perturbench.data.cells import dataset_from_cells
 from perturbench.data.contract import DatasetError, PerturbDataset
+from perturbench.errors import ConfigError
 from perturbench.graphs import GeneGraph
 from perturbench.metrics import METRICS, ConditionArrays
 from perturbench.models.base import FitContext
+from perturbench.models.registry import get_model
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("PERTURBENCH_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -257,8 +259,8 @@ def test_predict_before_fit_is_rejected():
 
 
 def test_unknown_hyper_parameter_is_rejected():
-    with pytest.raises(TypeError, match=r"unknown hyper-parameter\(s\) \['hidden'\]"):
-        GEARSModel(hidden=8)
+    with pytest.raises(ConfigError, match=r"model 'gears': params: unknown hyper-parameter\(s\) \['hidden'\]"):
+        get_model("gears", hidden=8)
 
 
 def test_unknown_go_graph_kind_is_rejected():

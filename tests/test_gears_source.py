@@ -14,8 +14,8 @@ import scipy.sparse as sp
 from _httpserver import LoopbackServer, Reply
 
 from perturbench.data.contract import DatasetError
-from perturbench.data.download import RemoteFile, fetch, safe_extract
-from perturbench.data.gears_source import download_gears_dataset, find_gears_h5ad, load_gears_dataset
+from perturbench.data.download import fetch, safe_extract
+from perturbench.data.gears_source import find_gears_h5ad, load_gears_dataset
 
 IDS = [f"ENSG{i:011d}" for i in range(8)]
 SYMBOLS = [f"G{i}" for i in range(8)]
@@ -229,17 +229,6 @@ def test_fetch_extract_load_end_to_end(tmp_path: Path, rng: np.random.Generator)
     assert files == [tmp_path / "raw" / "norman" / "norman" / "perturb_processed.h5ad"]
     ds = load_gears_dataset(tmp_path / "raw" / "norman", name="norman")
     assert ds.conditions == ["G1", "G1+G3", "G2"]
-
-
-def test_download_gears_dataset_reuses_a_complete_download(tmp_path: Path, rng: np.random.Generator) -> None:
-    data = gears_archive(rng, tmp_path)
-    with LoopbackServer([Reply(data)]) as server:
-        remote = RemoteFile("norman", server.url("/api/access/datafile/6154020"), None, "norman.tar.gz")
-        first = download_gears_dataset(remote, tmp_path / "raw", **FAST)
-        again = download_gears_dataset(remote, tmp_path / "raw", **FAST)
-    assert first == again == tmp_path / "raw" / "norman" / "norman" / "perturb_processed.h5ad"
-    assert len(server.requests) == 1
-    assert (tmp_path / "raw" / "norman.tar.gz.sha256").read_text().split()[0] == hashlib.sha256(data).hexdigest()
 
 
 # -- real cells through GEARS's own preprocessing --------------------------------------------

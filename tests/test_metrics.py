@@ -180,7 +180,6 @@ def test_registry():
     assert len(set(descriptions)) == len(descriptions)
     for name, m in METRICS.items():
         assert m.name == name and m.direction in ("higher", "lower") and m.fn.__doc__, name
-        assert not m.needs_cells
 
 
 def test_compute_metrics_rejects_unknown_name():

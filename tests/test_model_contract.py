@@ -1,13 +1,13 @@
 """One contract test for every registered model: fit → self, predict → Prediction, h5ad round trip.
 
-Runs each model of ``perturbench.models.registry.MODELS`` on tiny cell-level data (24 genes, 6
-perturbed genes as singles and pairs), with a GO table and graph in the context. Models whose
-module does not exist yet are skipped; deep models get tiny hyper-parameters.
+Runs each registered model (:func:`perturbench.models.registry.registered`) on tiny cell-level
+data (24 genes, 6 perturbed genes as singles and pairs), with a GO table and graph in the context,
+with its ``quick_params`` trait. A registered model whose module cannot be imported fails.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 
 import anndata as ad
 import numpy as np
@@ -16,27 +16,25 @@ from _toydata import toy_dataset, write_go_table
 
 from perturbench.graphs import go_similarity_graph, read_gene2go
 from perturbench.models.base import FitContext, Prediction
-from perturbench.models.registry import MODELS, get_model
+from perturbench.models.registry import get_model, registered
 
-CONTRACT_PARAMS = {"dual_stream_mamba": {"epochs": 1, "d_model": 8}, "gears": {"epochs": 1, "hidden_size": 8}}
 TRAIN = ["G00", "G01", "G02", "G03", "G00+G01", "G01+G02"]
 VAL = ["G01+G03"]
 TEST = ["G04", "G00+G02", "G02+G04", "G04+G05", "G03+G05"]  # unseen single, seen2, seen1, seen0, seen1
 
 
-def _module_exists(name: str) -> bool:
-    return importlib.util.find_spec(MODELS[name].split(":")[0]) is not None
+@pytest.mark.parametrize("name", list(registered()))
+def test_registered_module_imports(name: str) -> None:
+    importlib.import_module(registered()[name].module)  # fails, never skips
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", [n for n in registered() if n != "precomputed"])
 def test_model_contract(name: str, rng: np.random.Generator, tmp_path) -> None:
-    if not _module_exists(name):
-        pytest.skip("not implemented yet")
     data = toy_dataset(rng, cells_per_condition=12)
     table = write_go_table(tmp_path / "gene2go.tsv", rng)
     context = FitContext(seed=0, val=data.subset(VAL), go_graph=go_similarity_graph(read_gene2go(table)),
                          go_table=table, workdir=tmp_path / "work", log_dir=tmp_path / "log")
-    model = get_model(name, **CONTRACT_PARAMS.get(name, {}))
+    model = get_model(name, **registered()[name].quick_params)
     assert model.name == name
     assert model.fit(data.subset(TRAIN), context=context) is model
 

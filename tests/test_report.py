@@ -13,7 +13,6 @@ import pytest
 from perturbench.evaluate import paired_wilcoxon
 from perturbench.report import ReportError, build_report
 from perturbench.report.analyses import BASELINES
-from perturbench.report.loaders import BASE_D_STATE
 from perturbench.report.render import fmt_num
 from perturbench.verdict import best_of, in_subgroup
 from tests._reporttree import rendered_report
@@ -214,12 +213,6 @@ def test_index_headline_numbers_come_from_the_summary(report):
     best = best_of(conditions[conditions["featureset"] == "full"], baselines, "pearson_delta")
     mean = rows.set_index("model").loc[best, "mean"]
     assert f'data-mean="{mean}"' in html
-
-
-def test_base_d_state_matches_the_model_default():
-    from perturbench.models.dual_stream_net import DualStreamConfig
-
-    assert DualStreamConfig().d_state == BASE_D_STATE
 
 
 def test_missing_summary_raises_naming_the_file(tmp_path):

@@ -29,10 +29,15 @@ TIMEOUT_S = 90
 NAVIGATE_ID = 99
 
 
-@pytest.fixture(scope="module")
-def pages(tmp_path_factory) -> Path:
+def require_chromium() -> None:
+    """Skip the calling test (or fixture) with the reason when Chromium is not installed."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"Chromium not installed at {CHROMIUM} (apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory) -> Path:
+    require_chromium()
     return rendered_report(tmp_path_factory) / "report"
 
 
@@ -55,6 +60,7 @@ def test_screenshot_is_not_blank(pages, page, tmp_path):
 @pytest.fixture
 def devtools(tmp_path) -> Iterator:
     """A websocket to the page target of a headless Chromium started for this test."""
+    require_chromium()
     websocket = pytest.importorskip("websocket", reason="websocket-client is needed for the DevTools checks")
     profile = tmp_path / "profile"
     proc = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",

@@ -63,6 +63,7 @@ def test_every_config_builds_a_dag(tmp_path, name, shared_file):
         ({"datasets": {"x": {"source": "pseudobulk", "path": "a; rm -rf /"}}}, "a; rm -rf /"),
         ({"featuresets": ["no_ribo"]}, "no_ribo"),
         ({"seeds": [-1]}, "-1"),
+        ({"models": {"ridge": {"params": {"lamda": 1.0}}}}, "models.ridge: params: unknown hyper-parameter(s) ['lamda']"),
     ],
 )
 def test_schema_rejects_bad_config(tmp_path, change, message):
@@ -85,7 +86,11 @@ def test_tiny_workflow_outputs_follow_the_contract(tmp_path):
     assert set(summary["featureset"]) == {"full", "no_mt"}
     assert {"control", "mean", "additive", "ridge", "dual_stream_mamba"} <= set(summary["model"])
     metrics = pd.read_csv(tmp_path / "results/sim_tiny/full/seed1/metrics/additive.tsv", sep="\t")
-    assert list(metrics.columns) == ["condition", "subgroup", "metric", "value"]
+    assert list(metrics.columns) == ["featureset", "model", "seed", "condition", "subgroup", "metric", "value"]
+    assert set(metrics["model"]) == {"additive"} and set(metrics["seed"]) == {1}
+    run = Prediction.read(tmp_path / "results/sim_tiny/full/seed1/predictions/dual_stream_mamba.h5ad").run
+    assert (run["run"], run["model"], run["featureset"], run["seed"]) == ("dual_stream_mamba", "dual_stream_mamba", "full", 1)
+    assert run["params"]["d_state"] == 16 and run["wall_s"] > 0
     assert (tmp_path / "results/sim_tiny/full/seed1/models/dual_stream_mamba/loss_curves.tsv").stat().st_size > 0
     assert (tmp_path / "results/sim_tiny/splits/seed1.json").exists()
 
@@ -105,16 +110,20 @@ def test_two_runs_from_scratch_give_identical_metrics(tmp_path):
     assert (first / summary).read_bytes() == (second / summary).read_bytes()
 
 
+def _training_started(logs: Path) -> bool:
+    """The signal that a Mamba job is inside its training loop: the epoch progress bar (tqdm,
+    ``dual_stream_mamba: …%``) has reached its log."""
+    return any("dual_stream_mamba:" in log.read_text(errors="replace")
+               for log in logs.glob("*/seed1/fit_dual_stream_mamba.log"))
+
+
 @pytest.mark.slow
 def test_killed_during_training_then_rerun_completes(tmp_path):
     cmd = [*SNAKEMAKE, "--directory", str(tmp_path), "--cores", "1", "--configfile", str(TEST_CONFIG)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     training_logs = tmp_path / "results/logs/sim_tiny"
     deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and proc.poll() is None:
-        if any(training_logs.glob("*/seed1/fit_dual_stream_mamba.log")):
-            time.sleep(2.0)  # let the training job get going
-            break
+    while time.monotonic() < deadline and proc.poll() is None and not _training_started(training_logs):
         time.sleep(0.2)
     assert proc.poll() is None, "workflow finished before it could be interrupted"
     os.killpg(proc.pid, signal.SIGKILL)

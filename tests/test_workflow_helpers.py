@@ -5,8 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from perturbench.errors import ConfigError
 from perturbench.pipeline import collect_metrics
-from perturbench.workflow import model_runs, runs_for
+from perturbench.workflow import check_config, model_runs, runs_for
 
 CONFIG = {
     "datasets": {"cells": {"source": "simulated"}, "bulk": {"source": "norman_npz", "path": "x.npz"}},
@@ -32,20 +33,18 @@ def test_cell_only_models_are_dropped_for_pseudobulk_sources():
     assert "dual_stream_mamba" in runs_for(CONFIG, "bulk")
 
 
-def test_collect_metrics_reads_layout(tmp_path):
-    path = tmp_path / "results/d/no_mt/seed3/metrics/ridge.tsv"
-    path.parent.mkdir(parents=True)
-    pd.DataFrame({"condition": ["A"], "subgroup": ["unseen_single"], "metric": ["rmse"], "value": [0.5]}).to_csv(
-        path, sep="\t", index=False
-    )
+def test_collect_metrics_takes_the_columns_from_the_tables_not_the_paths(tmp_path):
+    path = tmp_path / "anywhere.tsv"
+    pd.DataFrame({"featureset": ["no_mt"], "model": ["ridge"], "seed": [3], "condition": ["A"],
+                  "subgroup": ["unseen_single"], "metric": ["rmse"], "value": [0.5]}).to_csv(path, sep="\t", index=False)
     table = collect_metrics([path])
     assert table.iloc[0][["featureset", "model", "seed", "condition"]].tolist() == ["no_mt", "ridge", 3, "A"]
 
 
-def test_collect_metrics_rejects_foreign_path(tmp_path):
+def test_collect_metrics_rejects_a_table_without_run_columns(tmp_path):
     path = tmp_path / "metrics.tsv"
     path.write_text("condition\tsubgroup\tmetric\tvalue\n")
-    with pytest.raises(ValueError, match="not a metrics path"):
+    with pytest.raises(ConfigError, match=r"metrics\.tsv: header lacks column\(s\) \['featureset', 'model', 'seed'\]"):
         collect_metrics([path])
 
 
@@ -56,3 +55,16 @@ def test_runs_restricted_to_featuresets():
     assert "gears" not in runs_for(config, "cells", "no_mt")
     assert "dual_stream_mamba_dstate4" not in runs_for(config, "cells", "no_mt")
     assert "dual_stream_mamba" in runs_for(config, "cells", "no_mt")
+
+
+def test_names_are_checked_against_the_registries():
+    check_config(CONFIG)
+    bad_source = {**CONFIG, "datasets": {"x": {"source": "ftp"}}}
+    with pytest.raises(ConfigError, match=r"^datasets\.x\.source: unknown source 'ftp'; known: gears, simulated"):
+        check_config(bad_source)
+    no_path = {**CONFIG, "datasets": {"x": {"source": "pseudobulk"}}}
+    with pytest.raises(ConfigError, match=r"^datasets\.x: source 'pseudobulk' needs \['path'\]"):
+        check_config(no_path)
+    bad_fs = {**CONFIG, "models": {"mean": {"featuresets": ["no_ribo"]}}}
+    with pytest.raises(ConfigError, match=r"^models\.mean\.featuresets: unknown feature set\(s\) \['no_ribo'\]"):
+        check_config(bad_fs)

@@ -10,11 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from perturbench.errors import PerturbenchError
+
 CTRL = "ctrl"
 _GENE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/:]*$")
 
 
-class ConditionError(ValueError):
+class ConditionError(PerturbenchError, ValueError):
     """A condition name that cannot be parsed; the message quotes it and says where it came from."""
 
 

@@ -25,13 +25,14 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
+from perturbench.errors import PerturbenchError
 from perturbench.data.conditions import CTRL, ConditionError, canonical_condition, targets
 
 
 _DE_KINDS = ("de20", "de20_nondropout", "de_ranking")  # uns keys holding condition → genes lists
 
 
-class DatasetError(ValueError):
+class DatasetError(PerturbenchError, ValueError):
     """Invalid dataset content; the message names the file and the field."""
 
 

@@ -37,12 +37,13 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
 from tqdm import tqdm
+
+from perturbench.errors import PerturbenchError
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +52,11 @@ _RETRY_STATUS = frozenset({408, 429})
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
-class DownloadError(RuntimeError):
+class DownloadError(PerturbenchError, RuntimeError):
     """A download that failed for good; the message says how to place the file by hand."""
 
 
-class ArchiveError(ValueError):
+class ArchiveError(PerturbenchError, ValueError):
     """An archive that cannot be extracted safely; the message names the archive and member."""
 
 
@@ -90,19 +91,13 @@ class RemoteFile:
         if self.sha256 is not None:
             _check_sha256(self.sha256, where=f"RemoteFile {self.name!r} sha256")
 
-    def pinned(self, sha256: str | None) -> RemoteFile:
-        """This file with ``sha256`` pinned (``None`` keeps the current value)."""
-        if sha256 is None:
-            return self
-        return replace(self, sha256=_check_sha256(sha256, where=f"pinned sha256 of {self.name!r}"))
-
 
 def _dataverse(file_id: int) -> str:
     return f"https://dataverse.harvard.edu/api/access/datafile/{file_id}"
 
 
-#: The files GEARS (cell-gears 0.1.2) downloads from Harvard Dataverse. Their checksums are not
-#: known offline; pin them in the workflow config (``gears_file(name, pins=...)``).
+#: The GEARS (cell-gears 0.1.2) files the workflow downloads from Harvard Dataverse (``remote``
+#: names). Their checksums are not known offline; pin them in the workflow config (``sha256``).
 GEARS_FILES: dict[str, RemoteFile] = {
     f.name: f
     for f in (
@@ -110,17 +105,8 @@ GEARS_FILES: dict[str, RemoteFile] = {
         RemoteFile("replogle_k562_essential", _dataverse(7458695), None, "replogle_k562_essential.zip"),
         RemoteFile("replogle_rpe1_essential", _dataverse(7458694), None, "replogle_rpe1_essential.zip"),
         RemoteFile("gene2go", _dataverse(6153417), None, "gene2go_all.pkl"),
-        RemoteFile("essential_all_data_pert_genes", _dataverse(6934320), None, "essential_all_data_pert_genes.pkl"),
-        RemoteFile("go_essential_all", _dataverse(6934319), None, "go_essential_all.tar.gz"),
     )
 }
-
-
-def gears_file(name: str, *, pins: Mapping[str, str | None] | None = None) -> RemoteFile:
-    """The :data:`GEARS_FILES` entry ``name``, with its sha256 pinned from ``pins`` when given there."""
-    if name not in GEARS_FILES:
-        raise ValueError(f"unknown GEARS file {name!r}; known: {sorted(GEARS_FILES)}")
-    return GEARS_FILES[name].pinned((pins or {}).get(name))
 
 
 def sha256_file(path: Path) -> str:
@@ -205,22 +191,6 @@ def fetch(
     os.replace(part, dest)
     _write_sidecar(dest, got)
     return dest
-
-
-def fetch_remote(
-    remote: RemoteFile,
-    folder: Path,
-    *,
-    retries: int = 4,
-    backoff: float = 1.0,
-    timeout: float = 60.0,
-    progress: bool = True,
-) -> Path:
-    """:func:`fetch` ``remote`` into ``folder / remote.filename`` with its pinned checksum."""
-    dest = Path(folder) / remote.filename
-    return fetch(
-        remote.url, dest, sha256=remote.sha256, retries=retries, backoff=backoff, timeout=timeout, progress=progress
-    )
 
 
 def _reuse(url: str, dest: Path, expected: str | None) -> Path:

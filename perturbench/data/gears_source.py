@@ -31,7 +31,6 @@ from perturbench.data.cells import pseudobulk_from_cells
 from perturbench.data.conditions import CTRL, ConditionError, canonical_condition
 from perturbench.data.contract import DatasetError, PerturbDataset
 from perturbench.data.de import annotate_de
-from perturbench.data.download import RemoteFile, fetch_remote, safe_extract
 
 H5AD_NAME = "perturb_processed.h5ad"
 RANKING_KEY = "rank_genes_groups_cov_all"
@@ -200,27 +199,3 @@ def load_gears_dataset(path: Path, *, name: str) -> PerturbDataset:
     }
     ds = PerturbDataset(name=name, pseudobulk=pb, cells=cells, delta_only=False, source=str(h5ad), meta=meta)
     return annotate_de(ds)
-
-
-def download_gears_dataset(
-    remote: RemoteFile,
-    folder: Path,
-    *,
-    retries: int = 4,
-    backoff: float = 1.0,
-    timeout: float = 60.0,
-    progress: bool = True,
-) -> Path:
-    """Fetch the GEARS dataset archive ``remote`` (e.g. ``gears_file("norman", pins=...)``) into
-    ``folder``, extract it to ``folder/<remote.name>`` and return its ``perturb_processed.h5ad``.
-
-    The archive's checksum is verified before anything is unpacked (pinned in ``remote``, else
-    trust on first use, see :mod:`perturbench.data.download`); a complete earlier extraction is
-    reused (extraction is atomic, so an existing folder is complete).
-    """
-    folder = Path(folder)
-    archive = fetch_remote(remote, folder, retries=retries, backoff=backoff, timeout=timeout, progress=progress)
-    target = folder / remote.name
-    if not target.exists() or not any(target.iterdir()):
-        safe_extract(archive, target)
-    return find_gears_h5ad(target)

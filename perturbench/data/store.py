@@ -21,9 +21,17 @@ PSEUDOBULK = "pseudobulk.h5ad"
 CELLS = "cells.h5ad"
 
 
+def dataset_folder(path: str | Path) -> Path:
+    """The dataset folder named by ``path``: the folder itself, or the folder of its
+    ``pseudobulk.h5ad`` (so workflow rules can pass their declared input/output files)."""
+    path = Path(path)
+    return path.parent if path.name == PSEUDOBULK else path
+
+
 def save_dataset(ds: PerturbDataset, folder: str | Path) -> None:
-    """Write ``ds`` to ``folder/pseudobulk.h5ad`` and ``folder/cells.h5ad``."""
-    folder = Path(folder)
+    """Write ``ds`` to ``folder/pseudobulk.h5ad`` and ``folder/cells.h5ad`` (``folder``: see
+    :func:`dataset_folder`)."""
+    folder = dataset_folder(folder)
     pb = ds.pseudobulk.copy()
     pb.uns["dataset"] = {"name": ds.name, "delta_only": bool(ds.delta_only), "source": ds.source}
     pb.uns["meta_json"] = json.dumps(ds.meta, sort_keys=True, default=str)
@@ -40,8 +48,9 @@ def save_dataset(ds: PerturbDataset, folder: str | Path) -> None:
 
 
 def load_dataset(folder: str | Path, *, with_cells: bool = True) -> PerturbDataset:
-    """Read a dataset written by :func:`save_dataset` (validated again on load)."""
-    folder = Path(folder)
+    """Read a dataset written by :func:`save_dataset` (validated again on load; ``folder``: see
+    :func:`dataset_folder`)."""
+    folder = dataset_folder(folder)
     pb = ad.read_h5ad(folder / PSEUDOBULK)
     info = dict(pb.uns.pop("dataset", {}))
     meta = json.loads(pb.uns.pop("meta_json", "{}"))

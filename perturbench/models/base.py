@@ -9,11 +9,13 @@ Prediction file format (``predictions/{model}.h5ad``): obs_names = predicted tes
 (canonical names), var_names = genes (the dataset's order), X = predicted mean expression on
 the truth's scale (float64, so a predicted change of exactly zero stays zero), optional ``layers['logvar']`` = per-gene predicted log-variance,
 ``uns['model']`` = model name, ``uns['skipped']`` = condition → reason for test conditions the
-model could not predict (never silently dropped).
+model could not predict (never silently dropped), ``uns['run']`` = the run record of
+:mod:`perturbench.provenance` (its ``params`` stored as JSON text, since h5ad holds no ``None``).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +41,8 @@ class FitContext:
     workdir: Path | None = None  # scratch folder for models that need files (GEARS)
     device: str = "cpu"
     log_dir: Path | None = None  # where training curves / checkpoints go, when the model has any
+    dataset: str = ""  # the dataset's name and the feature set (labels, e.g. for precomputed predictions)
+    featureset: str = ""
 
 
 @dataclass
@@ -53,6 +57,7 @@ class Prediction:
     skipped: dict[str, str] = field(default_factory=dict)
     # importance of each gene for one output gene: {"output_gene": g, "genes": [...], "values": [...]}
     attribution: dict | None = None
+    run: dict | None = None  # the run record (perturbench.provenance), when the workflow made the file
 
     def __post_init__(self) -> None:
         shape = (len(self.conditions), len(self.genes))
@@ -75,6 +80,8 @@ class Prediction:
         adata.uns["skipped"] = dict(self.skipped)
         if self.attribution is not None:
             adata.uns["attribution"] = dict(self.attribution)
+        if self.run is not None:
+            adata.uns["run"] = {**self.run, "params": json.dumps(self.run["params"], sort_keys=True)}
         return adata
 
     def write(self, path: str | Path) -> None:
@@ -95,7 +102,18 @@ class Prediction:
             logvar=logvar,
             skipped={str(k): str(v) for k, v in dict(adata.uns.get("skipped", {})).items()},
             attribution=_read_attribution(adata.uns.get("attribution")),
+            run=_read_run(adata.uns.get("run")),
         )
+
+
+def _read_run(raw: dict | None) -> dict | None:
+    """``uns['run']`` as plain Python values, ``params`` decoded from its JSON text."""
+    if raw is None:
+        return None
+    plain = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in raw.items()}
+    plain["params"] = json.loads(str(raw["params"]))
+    plain["versions"] = {str(k): str(v) for k, v in dict(raw.get("versions", {})).items()}
+    return plain
 
 
 def _read_attribution(raw: dict | None) -> dict | None:

@@ -29,7 +29,6 @@ training and validation targets; a target outside it contributes only the prior.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import fields
 from typing import Any, Self
 
 import numpy as np
@@ -68,12 +67,9 @@ class DualStreamMambaModel:
     """Registry key ``dual_stream_mamba``; keyword arguments are :class:`DualStreamConfig` fields."""
 
     name = "dual_stream_mamba"
+    Config = DualStreamConfig
 
     def __init__(self, **params: Any):
-        known = {f.name for f in fields(DualStreamConfig)}
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise TypeError(f"dual_stream_mamba: unknown hyper-parameter(s) {unknown}; known: {sorted(known)}")
         self.config = DualStreamConfig(**params)
         self.net: DualStreamNet | None = None
 

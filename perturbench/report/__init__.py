@@ -26,7 +26,7 @@ def build_report(results: Path, out: Path, *, config: dict) -> None:
     naming the missing file when the results tree is incomplete.
     """
     from perturbench.report import figure_sections, learned, sections, verdict_sections
-    from perturbench.report.loaders import dataset_names, go_table_path, load_results
+    from perturbench.report.loaders import dataset_names, go_table_path, go_terms_path, load_results
     from perturbench.report.render import render_page
 
     results, out = Path(results), Path(out)
@@ -44,7 +44,8 @@ def build_report(results: Path, out: Path, *, config: dict) -> None:
             "card": sections.dataset_card(res), "split": sections.split_card(res),
             "verdict": verdict, "stability": verdict_sections.stability_tables(res, subgroups),
             "results": sections.results_section(res), "figures": figure_sections.figures_section(res),
-            "learned": learned.learned_section(res, go_table_path(results, name, config)),
+            "learned": learned.learned_section(res, go_table_path(results, name, config),
+                                               go_terms_path(results, config)),
         }
         render_page("dataset.html.j2", out.parent / f"{name}.html", **page)
         overview.append({"name": name, "page": f"{name}.html", "card": page["card"], "models": res.models,

@@ -15,11 +15,15 @@ import scipy.sparse as sp
 from scipy.stats import hypergeom, norm, spearmanr
 
 from perturbench.data.features import removed_genes
+from perturbench.errors import PerturbenchError
 from perturbench.metrics import METRICS
-from perturbench.workflow import BASELINE_MODELS as BASELINES
+from perturbench.models.registry import registered
+
+# the registered models of kind control / baseline (their registry traits), in registry order
+BASELINES = tuple(name for name, spec in registered().items() if spec.kind in ("control", "baseline"))
 
 
-class AnalysisError(ValueError):
+class AnalysisError(PerturbenchError, ValueError):
     """Inputs to a report analysis do not fit together; the message names the argument."""
 
 

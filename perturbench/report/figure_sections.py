@@ -22,7 +22,6 @@ from perturbench.report.analyses import (
 )
 from perturbench.report.loaders import DatasetResults
 from perturbench.report.sections import metric_info, subgroup_order
-from perturbench.workflow import MAMBA
 
 _COVERAGE_LEVELS = np.round(np.arange(0.1, 1.0, 0.1), 2)
 _N_FALLBACK_HIGHLIGHTS = 3
@@ -70,7 +69,7 @@ def loss_curves(res: DatasetResults) -> dict:
                "the validation conditions. Validation mse is what early stopping and the learning-rate schedule "
                "follow; a validation curve that rises while training falls means over-fitting.")
     seed = res.seeds[0]
-    curves = {run: c for run in res.mamba_runs() if (c := res.loss_curves(res.primary, seed, run)) is not None}
+    curves = {run: c for run in res.models if (c := res.loss_curves(res.primary, seed, run)) is not None}
     if not curves:
         return block("fig-loss", title, caption, missing="not available: no Mamba run wrote loss_curves.tsv")
     terms = list(dict.fromkeys(t for c in curves.values() for t in c["term"]))
@@ -81,8 +80,8 @@ def dstate_ablation(res: DatasetResults) -> dict:
     title = "State-size ablation of the Mamba model"
     caption = ("Mean (95% CI) of each metric against the SSM state size d_state, one line per unseen category "
                "(thick: all categories). Flat lines mean the state size does not matter for this data.")
-    runs = res.mamba_runs()
-    if len(set(runs.values())) < 2:
+    runs = res.dstate_runs()
+    if not runs:
         return block("fig-dstate", title, caption,
                      missing="not available: fewer than two d_state values were run (config: ablation)")
     metrics = ["pearson_delta", "mse_de20"]
@@ -145,7 +144,7 @@ def highlighted_conditions(res: DatasetResults) -> dict:
     if not chosen:
         return block("fig-highlight", title, caption, missing="not available: no two-gene test condition")
     fs_data = res.featureset_data(res.primary)
-    ablations = {r for r in res.mamba_runs() if r != MAMBA}
+    ablations = set(list(res.dstate_runs())[1:])  # the ablation's variants; its base run stays
     panels = []
     for cond, seed in chosen:
         truth, ctrl = fs_data.expression([cond])[0], fs_data.ctrl

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from perturbench.graphs import GraphError, read_gene2go
+from perturbench.graphs import GraphError, read_gene2go, read_go_terms
 from perturbench.report.analyses import (
     attribution_agreement,
     go_enrichment,
@@ -80,14 +80,17 @@ def attribution_section(res: DatasetResults) -> dict:
             "skipped": skipped}
 
 
-def enrichment_section(res: DatasetResults, tables: dict[str, pd.DataFrame], go_path: Path | None) -> dict:
-    """Top GO terms over-represented among each model's recurrent genes, or why not available."""
+def enrichment_section(res: DatasetResults, tables: dict[str, pd.DataFrame], go_path: Path | None,
+                       terms_path: Path | None = None) -> dict:
+    """Top GO terms over-represented among each model's recurrent genes, or why not available;
+    each term with its name when a term-name table (config ``go.terms``) is given."""
     if go_path is None:
         return {"available": False, "reason": "not available: the config names no GO annotation table (key go)"}
     if not go_path.exists():
         return {"available": False, "reason": f"not available: GO annotation table {go_path} not found"}
     try:
         gene2go = read_gene2go(go_path)
+        names = read_go_terms(terms_path) if terms_path is not None else {}
     except GraphError as err:
         return {"available": False, "reason": f"not available: {err}"}
     background = res.featureset_data(res.primary).genes
@@ -95,12 +98,13 @@ def enrichment_section(res: DatasetResults, tables: dict[str, pd.DataFrame], go_
     for name, table in tables.items():
         query = recurrent_query(table)
         terms = go_enrichment(query, background, gene2go).head(SHOWN_TERMS)
+        terms.insert(1, "name", [names.get(t, "") for t in terms["term"]])
         rows.append({"model": name, "query": query, "terms": terms.to_dict("records")})
     return {"available": True, "path": go_path.name, "rows": rows, "shown": SHOWN_TERMS,
             "n_background": sum(1 for g in background if gene2go.get(g))}
 
 
-def learned_section(res: DatasetResults, go_path: Path | None) -> dict:
+def learned_section(res: DatasetResults, go_path: Path | None, terms_path: Path | None = None) -> dict:
     tables = recurrent_tables(res)
     recurrent = [{"model": name, "n": int(t["n"].iloc[0]) if len(t) else 0,
                   "sameness": float(np.mean(t["fraction"].head(TOP_CHANGES))) if len(t) else float("nan"),
@@ -111,5 +115,5 @@ def learned_section(res: DatasetResults, go_path: Path | None) -> dict:
         "top": TOP_CHANGES,
         "recurrent": recurrent,
         "attribution": attribution_section(res),
-        "enrichment": enrichment_section(res, tables, go_path),
+        "enrichment": enrichment_section(res, tables, go_path, terms_path),
     }

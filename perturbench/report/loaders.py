@@ -6,7 +6,7 @@
     results/{dataset}/{featureset}/{pseudobulk,cells}.h5ad     + featureset.json
     results/{dataset}/splits/seed{seed}.json                   split manifests (with checksum)
     results/{dataset}/{featureset}/seed{seed}/predictions/{model}.h5ad
-    results/{dataset}/{featureset}/seed{seed}/models/{model}/loss_curves.tsv   (Mamba runs)
+    results/{dataset}/{featureset}/seed{seed}/models/{model}/loss_curves.tsv   (runs that train)
     results/{dataset}/conditions.tsv, summary.tsv
     results/{dataset}/comparisons.tsv, rank_stability.tsv, verdict.tsv   (the verdict rule)
 
@@ -28,18 +28,18 @@ from anndata.io import read_elem
 
 from perturbench.data.contract import PerturbDataset
 from perturbench.data.store import load_dataset
+from perturbench.errors import PerturbenchError
 from perturbench.evaluate import RUN_COLUMNS, SUMMARY_COLUMNS
 from perturbench.models.base import Prediction
+from perturbench.report.analyses import BASELINES
 from perturbench.splits import Split, read_manifest
 from perturbench.verdict import COMPARISON_COLUMNS, STABILITY_COLUMNS, VERDICT_COLUMNS
-from perturbench.workflow import BASELINE_MODELS, MAMBA, model_runs
+from perturbench.workflow import go_table, model_runs
 
 _SEED_FILE = re.compile(r"seed(\d+)\.json$")
-_DSTATE_RUN = re.compile(rf"{MAMBA}_dstate(\d+)$")
-BASE_D_STATE = 16  # DualStreamConfig.d_state default (a test checks); kept here to avoid importing torch
 
 
-class ReportError(ValueError):
+class ReportError(PerturbenchError, ValueError):
     """The results tree lacks something the report needs; the message names the path."""
 
 
@@ -81,7 +81,7 @@ class DatasetResults:
     def baselines(self) -> list[str]:
         """Runs whose registered model is a baseline (the config's ``model``, else the run name)."""
         runs = model_runs(self.config) if self.config.get("models") else {}
-        return [m for m in self.models if runs.get(m, {}).get("model", m) in BASELINE_MODELS]
+        return [m for m in self.models if runs.get(m, {}).get("model", m) in BASELINES]
 
     @property
     def seeds(self) -> list[int]:
@@ -129,20 +129,29 @@ class DatasetResults:
     def run_dir(self, featureset: str, seed: int) -> Path:
         return self.root / featureset / f"seed{seed}"
 
-    def mamba_runs(self) -> dict[str, int]:
-        """Mamba run name → its d_state, for the Mamba runs with results."""
-        runs = model_runs(self.config) if self.config.get("models") else {}
-        out = {}
+    def run_record(self, model: str) -> dict[str, Any] | None:
+        """``uns['run']`` of the run's first prediction file on the primary feature set, or None."""
+        for seed in self.seeds:
+            pred = self.prediction(self.primary, seed, model)
+            if pred is not None and pred.run is not None:
+                return pred.run
+        return None
+
+    def dstate_runs(self) -> dict[str, int]:
+        """The d_state ablation, run → d_state, read from the run records: the largest set of runs
+        of one model whose hyper-parameters are equal except ``d_state`` (at least two values), in
+        model order (the base run first). A run that differs in anything else (another gene
+        order, say) is not part of it."""
+        groups: dict[str, dict[str, int]] = {}
         for model in self.models:
-            params = runs.get(model, {}).get("params", {})
-            match = _DSTATE_RUN.fullmatch(model)
-            if not (model == MAMBA or match or runs.get(model, {}).get("model") == MAMBA):
+            record = self.run_record(model)
+            if record is None or "d_state" not in record["params"]:
                 continue
-            if "d_state" in params:
-                out[model] = int(params["d_state"])
-            else:
-                out[model] = int(match.group(1)) if match else BASE_D_STATE
-        return out
+            rest = {k: v for k, v in record["params"].items() if k != "d_state"}
+            key = json.dumps([record["model"], rest], sort_keys=True)
+            groups.setdefault(key, {})[model] = int(record["params"]["d_state"])
+        varied = [group for group in groups.values() if len(set(group.values())) >= 2]
+        return max(varied, key=len) if varied else {}
 
     def _cached(self, key: tuple, load):
         if key not in self._cache:
@@ -198,19 +207,18 @@ def dataset_names(results: Path, config: dict[str, Any]) -> list[str]:
 
 
 def go_table_path(results: Path, dataset: str, config: dict[str, Any]) -> Path | None:
-    """Where the workflow's GO annotation table for ``dataset`` lives (None without a ``go`` config).
-
-    Relative config paths are taken from the workflow directory (the parent of ``results``).
-    """
-    go = config.get("go")
-    if not go:
+    """The workflow's GO annotation table for ``dataset`` (:func:`perturbench.workflow.go_table`),
+    relative paths taken from the workflow directory (the parent of ``results``); None without a
+    ``go`` config."""
+    path = go_table(config, dataset)
+    if path is None:
         return None
-    source = go.get("source")
-    if source == "table":
-        path = Path(go["gene2go"])
-        return path if path.is_absolute() else Path(results).parent / path
-    if source == "gears":
-        return Path(results) / "downloads" / "gene2go_all.pkl"
-    if source == "simulated":
-        return Path(results) / dataset / "raw" / "gene2go.tsv.gz"
-    raise ReportError(f"config go.source: unknown value {source!r} (expected table, gears or simulated)")
+    return Path(path) if Path(path).is_absolute() else Path(results).parent / path
+
+
+def go_terms_path(results: Path, config: dict[str, Any]) -> Path | None:
+    """The GO term-name table of config key ``go.terms`` (None when not given)."""
+    terms = config.get("go", {}).get("terms")
+    if not terms:
+        return None
+    return Path(terms) if Path(terms).is_absolute() else Path(results).parent / terms

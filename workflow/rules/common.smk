@@ -1,16 +1,25 @@
 import json
 
-from perturbench.workflow import baseline_runs, is_mamba, model_runs, runs_for
+from perturbench.data.features import FEATURE_SETS
+from perturbench.workflow import (
+    baseline_runs,
+    check_config,
+    go_table,
+    model_runs,
+    runs_for,
+    writes_curves,
+)
 
 DATASETS = list(config["datasets"])
+check_config(config)
 RUNS = model_runs(config)
-MAMBA_RUNS = [r for r in RUNS if is_mamba(config, r)] or ["__none__"]
-OTHER_RUNS = [r for r in RUNS if not is_mamba(config, r)] or ["__none__"]
+CURVE_RUNS = [r for r in RUNS if writes_curves(config, r)] or ["__none__"]
+OTHER_RUNS = [r for r in RUNS if not writes_curves(config, r)] or ["__none__"]
 
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
-    featureset="full|no_mt|no_mt_ribo",
+    featureset="|".join(FEATURE_SETS),
     seed=r"\d+",
 
 
@@ -23,16 +32,6 @@ def run_json(run):
     return json.dumps(
         {"model": spec["model"], "params": spec["params"]}, sort_keys=True
     )
-
-
-def go_table(dataset):
-    """The GO annotation table used for the dataset's GO graph."""
-    go = config["go"]
-    if go["source"] == "table":
-        return go["gene2go"]
-    if go["source"] == "gears":
-        return "results/downloads/gene2go_all.pkl"
-    return f"results/{dataset}/raw/gene2go.tsv.gz"
 
 
 def metrics_files(dataset):

@@ -72,12 +72,13 @@ rule prepare_dataset:
         spec=lambda w: spec_json(w.dataset),
     shell:
         "perturbench prepare --name {wildcards.dataset} --spec {params.spec:q} "
-        "--inputs {input:q} --out-dir results/{wildcards.dataset}/prepared 2> {log:q}"
+        "--inputs {input:q} --out-dir {output.pseudobulk:q} 2> {log:q}"
 
 
 rule featureset:
     input:
-        rules.prepare_dataset.output,
+        pseudobulk=rules.prepare_dataset.output.pseudobulk,
+        cells=rules.prepare_dataset.output.cells,
     output:
         pseudobulk=report(
             "results/{dataset}/{featureset}/pseudobulk.h5ad",
@@ -93,8 +94,8 @@ rule featureset:
     conda:
         "../envs/perturbench.yaml"
     shell:
-        "perturbench featureset --in-dir results/{wildcards.dataset}/prepared "
-        "--featureset {wildcards.featureset} --out-dir results/{wildcards.dataset}/{wildcards.featureset} 2> {log:q}"
+        "perturbench featureset --in-dir {input.pseudobulk:q} "
+        "--featureset {wildcards.featureset} --out-dir {output.pseudobulk:q} 2> {log:q}"
 
 
 rule split:
@@ -111,14 +112,14 @@ rule split:
     params:
         split=json.dumps(config.get("split", {})),
     shell:
-        "perturbench split --data-dir results/{wildcards.dataset}/prepared --dataset {wildcards.dataset} "
+        "perturbench split --data-dir {input:q} --dataset {wildcards.dataset} "
         "--seed {wildcards.seed} --params {params.split:q} --out {output:q} 2> {log:q}"
 
 
 rule go_graph:
     input:
         data="results/{dataset}/prepared/pseudobulk.h5ad",
-        table=lambda w: go_table(w.dataset),
+        table=lambda w: go_table(config, w.dataset),
     output:
         "results/{dataset}/go_graph.npz",
     log:
@@ -132,6 +133,6 @@ rule go_graph:
         top_k=config["go"].get("top_k", 20),
         min_weight=config["go"].get("min_weight", 0.1),
     shell:
-        "perturbench go-graph --data-dir results/{wildcards.dataset}/prepared --gene2go {input.table:q} "
+        "perturbench go-graph --data-dir {input.data:q} --gene2go {input.table:q} "
         "--aliases={params.aliases:q} --top-k {params.top_k} --min-weight {params.min_weight} "
         "--out {output:q} 2> {log:q}"

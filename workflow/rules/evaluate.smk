@@ -12,8 +12,9 @@ rule evaluate:
     conda:
         "../envs/perturbench.yaml"
     shell:
-        "perturbench evaluate --data-dir results/{wildcards.dataset}/{wildcards.featureset} "
-        "--split {input.split:q} --prediction {input.prediction:q} --out {output:q} 2> {log:q}"
+        "perturbench evaluate --data-dir {input.data:q} "
+        "--split {input.split:q} --prediction {input.prediction:q} --featureset {wildcards.featureset} "
+        "--model {wildcards.model} --seed {wildcards.seed} --out {output:q} 2> {log:q}"
 
 
 rule summarize:

@@ -6,14 +6,15 @@ FIT_INPUTS = dict(
 )
 FIT_SHELL = (
     "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} perturbench fit-predict "
-    "--data-dir results/{wildcards.dataset}/{wildcards.featureset} --split {input.split:q} "
+    "--data-dir {input.data:q} --split {input.split:q} "
     "--model {wildcards.model} --params {params.run:q} --go-graph {input.go_graph:q} "
     "--go-table={params.go_table:q} --log-dir {params.log_dir:q} --device {params.device} "
+    "--featureset {wildcards.featureset} "
     "--out {output.prediction:q} 2> {log:q}"
 )
 FIT_PARAMS = dict(
     run=lambda w: run_json(w.model),
-    go_table=lambda w: go_table(w.dataset),
+    go_table=lambda w: go_table(config, w.dataset),
     log_dir=lambda w: f"results/{w.dataset}/{w.featureset}/seed{w.seed}/models/{w.model}",
     device=config.get("device", "cpu"),
 )
@@ -56,7 +57,7 @@ rule fit_predict_mamba:
     benchmark:
         "results/benchmarks/{dataset}/{featureset}/seed{seed}/fit_{model}.tsv"
     wildcard_constraints:
-        model="|".join(MAMBA_RUNS),
+        model="|".join(CURVE_RUNS),
     conda:
         "../envs/perturbench.yaml"
     threads: 1

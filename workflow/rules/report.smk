@@ -6,6 +6,7 @@ rule report:
             dataset=DATASETS,
             table=["comparisons", "rank_stability", "verdict"],
         ),
+        go_terms=config.get("go", {}).get("terms") or [],
     output:
         index=report(
             "results/report/index.html",
