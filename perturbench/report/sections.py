@@ -19,6 +19,7 @@ from perturbench.report.analyses import (
     best_model,
     ceiling_by_subgroup,
     paired_differences,
+    top_up_shares,
     variance_contribution,
 )
 from perturbench.report.loaders import DatasetResults
@@ -54,6 +55,9 @@ def baselines_in(models) -> list[str]:
     return [m for m in models if m in BASELINES]
 
 
+TOP_UP = 50  # up-regulated genes per condition in the dataset card's MT-/ribosomal shares
+
+
 # -- 1. dataset card -----------------------------------------------------------------------
 def dataset_card(res: DatasetResults) -> dict:
     """Cells, genes, conditions by kind, genes removed per feature set, MT/RPS-RPL variance shares."""
@@ -62,6 +66,7 @@ def dataset_card(res: DatasetResults) -> dict:
     expression = ds.cells.X if ds.cells is not None else ds.expression([CTRL, *ds.conditions])
     deltas = ds.expression(ds.conditions) - ds.ctrl
     shares = variance_contribution(expression, deltas, ds.genes)
+    shares["top_up"] = pd.Series(top_up_shares(deltas, ds.genes, top=TOP_UP))
     return {
         "n_cells": 0 if ds.cells is None else int(ds.cells.n_obs),
         "n_genes": len(ds.genes),
