@@ -100,8 +100,17 @@ def split(data_dir: Path, seed: int, out: Path, *, dataset: str, params: dict[st
     """Write the split manifest for ``seed`` (depends only on condition names)."""
     from perturbench.splits import make_split, write_manifest
 
+    if params.get("kind") == "cells":
+        from perturbench.cell_split import make_cell_split, split_obs, write_cell_manifest
+
+        names, conditions = split_obs(Path(data_dir) / "cells.h5ad")
+        cell_split = make_cell_split(names, conditions, seed=seed, fractions=params.get("fractions", (0.8, 0.1, 0.1)),
+                                     zscore=bool(params.get("zscore", False)))
+        write_cell_manifest(cell_split, out, dataset=dataset)
+        return
     ds = load_dataset(data_dir, with_cells=False)
-    write_manifest(make_split(ds.conditions, seed=seed, **params), out, dataset=dataset)
+    condition_params = {k: v for k, v in params.items() if k not in ("fractions", "zscore")}
+    write_manifest(make_split(ds.conditions, seed=seed, **condition_params), out, dataset=dataset)
 
 
 def go_graph(data_dir: Path, gene2go: Path, out: Path, *, aliases: Path | None, top_k: int, min_weight: float) -> None:
@@ -138,13 +147,17 @@ def fit_predict(
 ) -> None:
     """Fit ``model`` on the training conditions of the split and predict its test conditions."""
     from perturbench.models.base import FitContext, attribution_record
+    from perturbench.cell_split import CellSplit, cell_split_data, read_any_manifest
     from perturbench.models.registry import get_model
-    from perturbench.splits import read_manifest
 
     ds = load_dataset(data_dir)
-    sp = read_manifest(split_path)
-    train = ds.subset(list(sp.train))
-    val = ds.subset(list(sp.val)) if sp.val else None
+    sp = read_any_manifest(split_path)
+    if isinstance(sp, CellSplit):
+        parts = cell_split_data(ds, sp)
+        train, val = parts.train, parts.val
+    else:
+        train = ds.subset(list(sp.train))
+        val = ds.subset(list(sp.val)) if sp.val else None
     graph = read_go_graph(go_graph_path) if go_graph_path else None
     log_dir.mkdir(parents=True, exist_ok=True)
     context = FitContext(seed=sp.seed, val=val, go_graph=graph, go_table=go_table,
@@ -160,12 +173,18 @@ def fit_predict(
 
 def evaluate(data_dir: Path, split_path: Path, prediction_path: Path, out: Path) -> None:
     """Per-condition metrics of one prediction file (long TSV: condition, subgroup, metric, value)."""
+    from perturbench.cell_split import CellSplit, cell_split_data, read_any_manifest
     from perturbench.evaluate import evaluate_prediction_file
-    from perturbench.splits import read_manifest
 
-    ds = load_dataset(data_dir, with_cells=False)
-    sp = read_manifest(split_path)
-    table = evaluate_prediction_file(prediction_path, ds, subgroups=dict(sp.test), train_conditions=list(sp.train))
+    sp = read_any_manifest(split_path)
+    pert_ref = None
+    if isinstance(sp, CellSplit):  # truth: the test cells; control and reference: the training cells
+        parts = cell_split_data(load_dataset(data_dir), sp)
+        ds, pert_ref = parts.truth, parts.pert_ref
+    else:
+        ds = load_dataset(data_dir, with_cells=False)
+    table = evaluate_prediction_file(prediction_path, ds, subgroups=dict(sp.test), train_conditions=list(sp.train),
+                                     pert_ref=pert_ref)
     with atomic_path(out) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.10g")
 

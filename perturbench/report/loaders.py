@@ -29,7 +29,8 @@ from perturbench.data.contract import PerturbDataset
 from perturbench.data.store import load_dataset
 from perturbench.evaluate import RUN_COLUMNS, SUMMARY_COLUMNS
 from perturbench.models.base import Prediction
-from perturbench.splits import Split, read_manifest
+from perturbench.cell_split import CellSplit, read_any_manifest
+from perturbench.splits import Split
 from perturbench.workflow import MAMBA, model_runs
 
 _SEED_FILE = re.compile(r"seed(\d+)\.json$")
@@ -63,7 +64,7 @@ class DatasetResults:
     conditions: pd.DataFrame
     featuresets: list[str]
     models: list[str]
-    splits: dict[int, Split]
+    splits: dict[int, Split | CellSplit]
     checksums: dict[int, str]
     _cache: dict[tuple, Any] = field(default_factory=dict, repr=False)
 
@@ -145,7 +146,7 @@ def _ordered_models(found: list[str], config: dict[str, Any]) -> list[str]:
     return [m for m in order if m in found] + sorted(m for m in found if m not in order)
 
 
-def read_splits(root: Path) -> tuple[dict[int, Split], dict[int, str]]:
+def read_splits(root: Path) -> tuple[dict[int, Split | CellSplit], dict[int, str]]:
     """Seed → split and seed → manifest checksum, for every ``splits/seed*.json``."""
     splits, checksums = {}, {}
     for path in sorted((root / "splits").glob("seed*.json")):
@@ -153,7 +154,7 @@ def read_splits(root: Path) -> tuple[dict[int, Split], dict[int, str]]:
         if match is None:
             continue
         seed = int(match.group(1))
-        splits[seed] = read_manifest(path)
+        splits[seed] = read_any_manifest(path)
         checksums[seed] = str(json.loads(path.read_text())["checksum"])
     if not splits:
         raise ReportError(f"{root / 'splits'}: no split manifests seed*.json")

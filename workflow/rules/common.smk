@@ -18,6 +18,13 @@ def spec_json(dataset):
     return json.dumps(config["datasets"][dataset], sort_keys=True)
 
 
+def split_json(dataset):
+    """The dataset's split settings: its own ``split`` entry over the global one."""
+    own = config["datasets"][dataset].get("split", {})
+    base = {} if own.get("kind") == "cells" else config.get("split", {})
+    return json.dumps({**base, **own}, sort_keys=True)
+
+
 def run_json(run):
     spec = RUNS[run]
     return json.dumps(

@@ -100,6 +100,7 @@ rule featureset:
 rule split:
     input:
         "results/{dataset}/prepared/pseudobulk.h5ad",
+        "results/{dataset}/prepared/cells.h5ad",
     output:
         "results/{dataset}/splits/seed{seed}.json",
     log:
@@ -109,7 +110,7 @@ rule split:
     conda:
         "../envs/perturbench.yaml"
     params:
-        split=json.dumps(config.get("split", {})),
+        split=lambda w: split_json(w.dataset),
     shell:
         "perturbench split --data-dir results/{wildcards.dataset}/prepared --dataset {wildcards.dataset} "
         "--seed {wildcards.seed} --params {params.split:q} --out {output:q} 2> {log:q}"

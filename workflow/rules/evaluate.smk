@@ -1,6 +1,7 @@
 rule evaluate:
     input:
         data="results/{dataset}/{featureset}/pseudobulk.h5ad",
+        cells="results/{dataset}/{featureset}/cells.h5ad",
         split="results/{dataset}/splits/seed{seed}.json",
         prediction="results/{dataset}/{featureset}/seed{seed}/predictions/{model}.h5ad",
     output:
