@@ -18,6 +18,11 @@ Derived data (:func:`cell_split_data`):
   the z-scored pseudobulk is (pb − μ)/σ exactly; DE rankings are unchanged (the Welch t of a gene
   is invariant to an affine rescaling of that gene). Cells are z-scored too (densified).
 
+In the workflow :func:`write_cell_split_data` stores the three pseudobulks (with DE genes) once
+per feature set and seed under ``{feature set}/seed{seed}/cellsplit/{train,val,truth}/``, so
+pseudobulk-only models and every evaluation read those (:func:`cell_split_parts`) and only
+models that train on cells re-derive the training cells from the manifest.
+
 The manifest (:func:`write_cell_manifest`) lists the cell names of each part, the conditions
 and the fractions, with a sha256 checksum like the condition split's.
 """
@@ -39,6 +44,7 @@ from perturbench.data.conditions import CTRL
 from perturbench.data.contract import PerturbDataset
 from perturbench.data.de import annotate_de, group_sums
 from perturbench.data.io import write_text_atomic
+from perturbench.data.store import PSEUDOBULK, load_dataset, save_dataset
 from perturbench.splits import Split, SplitError, _checksum, read_manifest
 
 CELL_MANIFEST_FORMAT = "perturbench-cellsplit/1"
@@ -226,3 +232,20 @@ def cell_split_data(ds: PerturbDataset, split: CellSplit) -> CellSplitData:
         return out
     mean, sd = _moments(out.train.cells.X)
     return CellSplitData(*(_zscored(d, mean, sd) for d in (out.train, out.val, out.truth)))
+
+
+def write_cell_split_data(data_dir: str | Path, split: CellSplit, out_dir: str | Path) -> None:
+    """Save the train / val / truth pseudobulks of ``split`` on the dataset in ``data_dir``."""
+    parts = cell_split_data(load_dataset(data_dir), split)
+    for name in ("train", "val", "truth"):
+        save_dataset(dataclasses.replace(getattr(parts, name), cells=None), Path(out_dir) / name)
+
+
+def cell_split_parts(data_dir: str | Path, split: CellSplit, *, with_cells: bool) -> CellSplitData:
+    """The parts of ``split``: read from ``data_dir/seed{seed}/cellsplit`` (pseudobulks only)
+    when it was written and no cells are wanted, else derived from the dataset's cells."""
+    folder = Path(data_dir) / f"seed{split.seed}" / "cellsplit"
+    stored = all((folder / name / PSEUDOBULK).exists() for name in ("train", "val", "truth"))
+    if stored and not with_cells:
+        return CellSplitData(*(load_dataset(folder / name, with_cells=False) for name in ("train", "val", "truth")))
+    return cell_split_data(load_dataset(data_dir), split)

@@ -87,11 +87,22 @@ def prepare(name: str, spec: dict[str, Any], out_dir: Path, *, inputs: list[Path
 
 
 def featureset(in_dir: Path, name: str, out_dir: Path) -> None:
-    """Restrict a prepared dataset to feature set ``name``; record what was removed."""
-    from perturbench.data.features import apply_feature_set
+    """Restrict a prepared dataset to feature set ``name``; record what was removed.
 
-    ds, record = apply_feature_set(load_dataset(in_dir), name)
-    save_dataset(ds, out_dir)
+    Reads only the pseudobulk: the folder references the prepared cells (a gene mask,
+    :func:`perturbench.data.store.save_featureset`); non-dropout DE lists are re-derived from
+    the pseudobulk (:func:`perturbench.data.de.nondropout_from_pseudobulk`).
+    """
+    from perturbench.data.de import nondropout_from_pseudobulk
+    from perturbench.data.features import apply_feature_set
+    from perturbench.data.store import CELLS, save_featureset
+
+    prepared = load_dataset(in_dir, with_cells=False)
+    ds, record = apply_feature_set(prepared, name)
+    ranking = ds.de_genes("de_ranking")
+    if record["n_removed"] and ranking and "de20_nondropout" in prepared.pseudobulk.uns:
+        ds.pseudobulk.uns["de20_nondropout"] = nondropout_from_pseudobulk(ds.pseudobulk, ranking)
+    save_featureset(ds, out_dir, cells_from=Path(in_dir) / CELLS)
     write_text_atomic(out_dir / "featureset.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
     log(f"{name}: kept {record['n_genes']} genes, removed {record['n_removed']}")
 
@@ -111,6 +122,18 @@ def split(data_dir: Path, seed: int, out: Path, *, dataset: str, params: dict[st
     ds = load_dataset(data_dir, with_cells=False)
     condition_params = {k: v for k, v in params.items() if k not in ("fractions", "zscore")}
     write_manifest(make_split(ds.conditions, seed=seed, **condition_params), out, dataset=dataset)
+
+
+def cell_split_data(data_dir: Path, split_path: Path, out_dir: Path) -> None:
+    """Train / val / truth pseudobulks of a cell split (:func:`perturbench.cell_split.write_cell_split_data`)."""
+    from perturbench.cell_split import CellSplit, read_any_manifest, write_cell_split_data
+
+    sp = read_any_manifest(split_path)
+    if not isinstance(sp, CellSplit):
+        raise ValueError(f"{split_path}: field 'kind' is {sp.kind!r}, not a cell split")
+    write_cell_split_data(data_dir, sp, out_dir)
+    log(f"cell split seed {sp.seed}: {len(sp.conditions)} conditions, "
+        + ", ".join(f"{len(sp.cells[p])} {p} cells" for p in ("train", "val", "test")))
 
 
 def go_graph(data_dir: Path, gene2go: Path, out: Path, *, aliases: Path | None, top_k: int, min_weight: float) -> None:
@@ -146,23 +169,23 @@ def fit_predict(
     device: str,
 ) -> None:
     """Fit ``model`` on the training conditions of the split and predict its test conditions."""
+    from perturbench.cell_split import CellSplit, cell_split_parts, read_any_manifest
     from perturbench.models.base import FitContext, attribution_record
-    from perturbench.cell_split import CellSplit, cell_split_data, read_any_manifest
-    from perturbench.models.registry import get_model
+    from perturbench.models.registry import CELL_MODELS, get_model
 
-    ds = load_dataset(data_dir)
     sp = read_any_manifest(split_path)
+    name = params.pop("model", model)
     if isinstance(sp, CellSplit):
-        parts = cell_split_data(ds, sp)
+        parts = cell_split_parts(data_dir, sp, with_cells=name in CELL_MODELS)
         train, val = parts.train, parts.val
     else:
+        ds = load_dataset(data_dir, with_cells=name in CELL_MODELS)
         train = ds.subset(list(sp.train))
         val = ds.subset(list(sp.val)) if sp.val else None
     graph = read_go_graph(go_graph_path) if go_graph_path else None
     log_dir.mkdir(parents=True, exist_ok=True)
     context = FitContext(seed=sp.seed, val=val, go_graph=graph, go_table=go_table,
                          workdir=log_dir / "work", device=device, log_dir=log_dir)
-    name = params.pop("model", model)
     fitted = get_model(name, **params.get("params", {})).fit(train, context=context)
     prediction = fitted.predict(sorted(sp.test))
     prediction.model = model
@@ -173,13 +196,13 @@ def fit_predict(
 
 def evaluate(data_dir: Path, split_path: Path, prediction_path: Path, out: Path) -> None:
     """Per-condition metrics of one prediction file (long TSV: condition, subgroup, metric, value)."""
-    from perturbench.cell_split import CellSplit, cell_split_data, read_any_manifest
+    from perturbench.cell_split import CellSplit, cell_split_parts, read_any_manifest
     from perturbench.evaluate import evaluate_prediction_file
 
     sp = read_any_manifest(split_path)
     pert_ref = None
     if isinstance(sp, CellSplit):  # truth: the test cells; control and reference: the training cells
-        parts = cell_split_data(load_dataset(data_dir), sp)
+        parts = cell_split_parts(data_dir, sp, with_cells=False)
         ds, pert_ref = parts.truth, parts.pert_ref
     else:
         ds = load_dataset(data_dir, with_cells=False)

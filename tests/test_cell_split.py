@@ -14,13 +14,13 @@ from perturbench.cell_split import (
     SEEN_CELLS,
     CellSplit,
     cell_split_data,
+    cell_split_parts,
     make_cell_split,
     read_any_manifest,
     split_obs,
     write_cell_manifest,
 )
 from perturbench.data.conditions import CTRL
-from perturbench.data.features import apply_feature_set
 from perturbench.data.gears_source import load_gears_dataset
 from perturbench.data.simulate import SimulationConfig, write_simulated
 from perturbench.data.store import load_dataset, save_dataset
@@ -36,10 +36,9 @@ def prepared(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("cellsplit")
     raw = write_simulated(TINY, root / "raw.h5ad")
-    ds = annotate_de(load_gears_dataset(raw, name="tiny"))
-    save_dataset(ds, root / "prepared")
+    save_dataset(annotate_de(load_gears_dataset(raw, name="tiny")), root / "prepared")
     for fs in ("full", "no_mt", "no_mt_ribo"):
-        save_dataset(apply_feature_set(ds, fs)[0], root / fs)
+        pipeline.featureset(root / "prepared", fs, root / fs)
     return root
 
 
@@ -77,8 +76,8 @@ def test_deterministic_and_seed_dependent(prepared):
 def test_identical_across_feature_sets(prepared):
     splits = []
     for fs in ("prepared", "full", "no_mt", "no_mt_ribo"):
-        names, conditions = split_obs(prepared / fs / "cells.h5ad")
-        splits.append(make_cell_split(names, conditions, seed=1))
+        cells = load_dataset(prepared / fs).cells
+        splits.append(make_cell_split(cells.obs_names, cells.obs["condition"], seed=1))
     assert all(s == splits[0] for s in splits)
 
 
@@ -168,3 +167,18 @@ def test_pipeline_fit_and_evaluate_under_a_cell_split(prepared, tmp_path, model)
     assert table["condition"].nunique() == TINY.n_conditions
     pearson = table.loc[table["metric"] == "pearson_delta", "value"]
     assert len(pearson) == TINY.n_conditions and pearson.notna().all()
+
+
+def test_stored_parts_serve_pseudobulk_jobs(prepared, tmp_path):
+    split_path = tmp_path / "seed0.json"
+    pipeline.split(prepared / "prepared", 0, split_path, dataset="tiny", params={"kind": "cells"})
+    sp = read_any_manifest(split_path)
+    folder = prepared / "no_mt" / "seed0" / "cellsplit"
+    pipeline.cell_split_data(prepared / "no_mt", split_path, folder)
+    stored = cell_split_parts(prepared / "no_mt", sp, with_cells=False)
+    derived = cell_split_parts(prepared / "no_mt", sp, with_cells=True)
+    assert stored.train.cells is None and derived.train.cells is not None
+    for part in ("train", "val", "truth"):
+        a, b = getattr(stored, part), getattr(derived, part)
+        np.testing.assert_allclose(a.expression([CTRL, *a.conditions]), b.expression([CTRL, *b.conditions]))
+        assert a.de_genes("de20") == b.de_genes("de20")

@@ -20,6 +20,10 @@ MODELS: dict[str, str] = {
     "dual_stream_mamba": "perturbench.models.dual_stream:DualStreamMambaModel",
 }
 
+#: models that read cells (``train.cells``); every other model is fitted from the pseudobulk
+#: alone, so its job never loads the cells.
+CELL_MODELS = frozenset({"gears", "dual_stream_mamba"})
+
 
 def model_names() -> list[str]:
     return list(MODELS)
