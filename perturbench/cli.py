@@ -21,6 +21,7 @@ BENCHMARKS = {
     "mamba_cost": "perturbench.bench.mamba_cost",
     "prepare_scale": "perturbench.bench.prepare_scale",
     "gears_vs_mamba": "perturbench.bench.gears_vs_mamba",
+    "workflow_scale": "perturbench.bench.workflow_scale",
 }
 
 
@@ -63,6 +64,12 @@ def _cmd_split(a: argparse.Namespace) -> None:
     from perturbench import pipeline
 
     pipeline.split(a.data_dir, a.seed, a.out, dataset=a.dataset, params=a.params)
+
+
+def _cmd_cell_split_data(a: argparse.Namespace) -> None:
+    from perturbench import pipeline
+
+    pipeline.cell_split_data(a.data_dir, a.split, a.out_dir)
 
 
 def _cmd_go_graph(a: argparse.Namespace) -> None:
@@ -151,6 +158,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--params", type=_json, default={})
     s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=_cmd_split)
+
+    s = sub.add_parser("cell-split-data", help="train / val / truth pseudobulks of a cell split")
+    s.add_argument("--data-dir", type=Path, required=True)
+    s.add_argument("--split", type=Path, required=True)
+    s.add_argument("--out-dir", type=Path, required=True)
+    s.set_defaults(func=_cmd_cell_split_data)
 
     s = sub.add_parser("go-graph", help="GO Jaccard similarity graph over a dataset's genes")
     s.add_argument("--data-dir", type=Path, required=True)

@@ -52,12 +52,14 @@ def evaluate_prediction(
     *,
     subgroups: dict[str, str],
     train_conditions: list[str],
+    pert_ref: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Every registered metric for every predicted condition, as a long table.
 
     ``pred_mean`` is (len(conditions), len(data.genes)), rows in ``conditions`` order. Truth is
     ``data.expression(conditions)``, control ``data.ctrl``, the perturbation reference the mean
-    of ``data.expression(train_conditions)`` (``ctrl`` excluded), ``top1000``
+    of ``data.expression(train_conditions)`` (``ctrl`` excluded) unless ``pert_ref`` is given
+    (a cell split: the mean of the *training* cells' pseudobulks), ``top1000``
     :func:`~perturbench.metrics.top_expressed` of control, DE genes from
     ``data.de_genes('de20')`` and ``('de20_nondropout')`` (None for every condition when the
     dataset has no non-dropout lists). Rows are sorted by condition, then metric.
@@ -75,7 +77,8 @@ def evaluate_prediction(
     if not refs:
         raise EvaluationError(f"{data.name}: no training perturbations for the perturbation reference")
     truths = data.expression(conditions)
-    ctrl, pert_ref = data.ctrl, data.expression(refs).mean(axis=0)
+    ctrl = data.ctrl
+    pert_ref = data.expression(refs).mean(axis=0) if pert_ref is None else np.asarray(pert_ref, dtype=np.float64)
     top1000 = top_expressed(ctrl)
     de20 = _gene_positions(data.de_genes("de20"), conditions, data.genes)
     nondrop_lists = data.de_genes("de20_nondropout")
@@ -97,6 +100,7 @@ def evaluate(
     *,
     subgroups: dict[str, str],
     train_conditions: list[str],
+    pert_ref: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """:func:`evaluate_prediction` on a model's :class:`Prediction` after checking it fits ``data``.
 
@@ -113,7 +117,8 @@ def evaluate(
             f"model {prediction.model!r}: predicted conditions not in the test subgroups: {extra[:5]}"
         )
     return evaluate_prediction(
-        prediction.mean, list(prediction.conditions), data, subgroups=subgroups, train_conditions=train_conditions
+        prediction.mean, list(prediction.conditions), data, subgroups=subgroups, train_conditions=train_conditions,
+        pert_ref=pert_ref,
     )
 
 
@@ -123,9 +128,11 @@ def evaluate_prediction_file(
     *,
     subgroups: dict[str, str],
     train_conditions: list[str],
+    pert_ref: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """:func:`evaluate` on the prediction file at ``path`` (format: :mod:`perturbench.models.base`)."""
-    return evaluate(Prediction.read(path), data, subgroups=subgroups, train_conditions=train_conditions)
+    return evaluate(Prediction.read(path), data, subgroups=subgroups, train_conditions=train_conditions,
+                    pert_ref=pert_ref)
 
 
 def _bootstrap_ci(values: np.ndarray, *, n_boot: int, seed: int) -> tuple[float, float]:

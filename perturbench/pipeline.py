@@ -49,12 +49,23 @@ def prepare(name: str, spec: dict[str, Any], out_dir: Path, *, inputs: list[Path
 
 
 def featureset(in_dir: Path, name: str, out_dir: Path) -> None:
-    """Restrict a prepared dataset to feature set ``name``; record what was removed."""
-    from perturbench.data.features import apply_feature_set
+    """Restrict a prepared dataset to feature set ``name``; record what was removed.
 
-    ds, record = apply_feature_set(load_dataset(in_dir), name)
+    Reads only the pseudobulk: the folder references the prepared cells (a gene mask,
+    :func:`perturbench.data.store.save_featureset`); non-dropout DE lists are re-derived from
+    the pseudobulk (:func:`perturbench.data.de.nondropout_from_pseudobulk`).
+    """
+    from perturbench.data.de import nondropout_from_pseudobulk
+    from perturbench.data.features import apply_feature_set
+    from perturbench.data.store import CELLS, save_featureset
+
     out_dir = dataset_folder(out_dir)
-    save_dataset(ds, out_dir)
+    prepared = load_dataset(in_dir, with_cells=False)
+    ds, record = apply_feature_set(prepared, name)
+    ranking = ds.de_genes("de_ranking")
+    if record["n_removed"] and ranking and "de20_nondropout" in prepared.pseudobulk.uns:
+        ds.pseudobulk.uns["de20_nondropout"] = nondropout_from_pseudobulk(ds.pseudobulk, ranking)
+    save_featureset(ds, out_dir, cells_from=dataset_folder(in_dir) / CELLS)
     write_text_atomic(out_dir / "featureset.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
     log(f"{name}: kept {record['n_genes']} genes, removed {record['n_removed']}")
 
@@ -63,8 +74,29 @@ def split(data_dir: Path, seed: int, out: Path, *, dataset: str, params: dict[st
     """Write the split manifest for ``seed`` (depends only on condition names)."""
     from perturbench.splits import make_split, write_manifest
 
+    if params.get("kind") == "cells":
+        from perturbench.cell_split import make_cell_split, split_obs, write_cell_manifest
+
+        names, conditions = split_obs(Path(data_dir) / "cells.h5ad")
+        cell_split = make_cell_split(names, conditions, seed=seed, fractions=params.get("fractions", (0.8, 0.1, 0.1)),
+                                     zscore=bool(params.get("zscore", False)))
+        write_cell_manifest(cell_split, out, dataset=dataset)
+        return
     ds = load_dataset(data_dir, with_cells=False)
-    write_manifest(make_split(ds.conditions, seed=seed, **params), out, dataset=dataset)
+    condition_params = {k: v for k, v in params.items() if k not in ("fractions", "zscore")}
+    write_manifest(make_split(ds.conditions, seed=seed, **condition_params), out, dataset=dataset)
+
+
+def cell_split_data(data_dir: Path, split_path: Path, out_dir: Path) -> None:
+    """Train / val / truth pseudobulks of a cell split (:func:`perturbench.cell_split.write_cell_split_data`)."""
+    from perturbench.cell_split import CellSplit, read_any_manifest, write_cell_split_data
+
+    sp = read_any_manifest(split_path)
+    if not isinstance(sp, CellSplit):
+        raise ValueError(f"{split_path}: field 'kind' is {sp.kind!r}, not a cell split")
+    write_cell_split_data(data_dir, sp, out_dir)
+    log(f"cell split seed {sp.seed}: {len(sp.conditions)} conditions, "
+        + ", ".join(f"{len(sp.cells[p])} {p} cells" for p in ("train", "val", "test")))
 
 
 def go_graph(data_dir: Path, gene2go: Path, out: Path, *, aliases: Path | None, top_k: int, min_weight: float) -> None:
@@ -102,18 +134,24 @@ def fit_predict(
 ) -> None:
     """Fit run ``model`` (``params`` = {"model": registered name, "params": hyper-parameters}) on
     the training conditions of the split, predict its test conditions, and store the run record
-    (:mod:`perturbench.provenance`) in the prediction file."""
+    (:mod:`perturbench.provenance`) in the prediction file. Only models with the ``reads_cells``
+    trait load the cells; a cell split's parts come from :func:`perturbench.cell_split.cell_split_parts`."""
+    from perturbench.cell_split import CellSplit, cell_split_parts, read_any_manifest
     from perturbench.models.base import FitContext, attribution_record
-    from perturbench.models.registry import get_model, resolved_params
+    from perturbench.models.registry import get_model, model_spec, resolved_params
     from perturbench.provenance import dataset_fingerprint, measured, run_record
-    from perturbench.splits import read_manifest
 
     name, hyper = params.get("model", model), params.get("params", {})
     instance = get_model(name, **hyper)  # bad hyper-parameters fail before any loading
-    ds = load_dataset(data_dir)
-    sp = read_manifest(split_path)
-    train = ds.subset(list(sp.train))
-    val = ds.subset(list(sp.val)) if sp.val else None
+    sp = read_any_manifest(split_path)
+    cells = model_spec(name).reads_cells
+    if isinstance(sp, CellSplit):
+        parts = cell_split_parts(data_dir, sp, with_cells=cells)
+        ds, train, val = parts.truth, parts.train, parts.val
+    else:
+        ds = load_dataset(data_dir, with_cells=cells)
+        train = ds.subset(list(sp.train))
+        val = ds.subset(list(sp.val)) if sp.val else None
     graph = read_go_graph(go_graph_path) if go_graph_path else None
     log_dir.mkdir(parents=True, exist_ok=True)
     context = FitContext(seed=sp.seed, val=val, go_graph=graph, go_table=go_table,
@@ -136,14 +174,20 @@ def evaluate(data_dir: Path, split_path: Path, prediction_path: Path, out: Path,
              featureset: str, model: str, seed: int) -> None:
     """Per-condition metrics of one prediction file: a long TSV (featureset, model, seed,
     condition, subgroup, metric, value); the first three are the rule's wildcards."""
+    from perturbench.cell_split import CellSplit, cell_split_parts, read_any_manifest
     from perturbench.evaluate import evaluate_prediction_file
-    from perturbench.splits import read_manifest
 
-    ds = load_dataset(data_dir, with_cells=False)
-    sp = read_manifest(split_path)
+    sp = read_any_manifest(split_path)
     if sp.seed != seed:
         raise ConfigError(f"{split_path}: seed: the manifest's seed {sp.seed} is not the run's seed {seed}")
-    table = evaluate_prediction_file(prediction_path, ds, subgroups=dict(sp.test), train_conditions=list(sp.train))
+    pert_ref = None
+    if isinstance(sp, CellSplit):  # truth: the test cells; control and reference: the training cells
+        parts = cell_split_parts(data_dir, sp, with_cells=False)
+        ds, pert_ref = parts.truth, parts.pert_ref
+    else:
+        ds = load_dataset(data_dir, with_cells=False)
+    table = evaluate_prediction_file(prediction_path, ds, subgroups=dict(sp.test), train_conditions=list(sp.train),
+                                     pert_ref=pert_ref)
     _write_metrics(table, out, featureset=featureset, model=model, seed=seed)
 
 

@@ -32,7 +32,8 @@ def test_real_term_table_has_names(shared_file):
 
 def test_enrichment_rows_carry_names_or_none(tmp_path, rng):
     go = write_go_table(tmp_path / "gene2go.tsv", rng)
-    res = DatasetResults("d", tmp_path, {}, pd.DataFrame(), pd.DataFrame(), ["full"], [], {1: None}, {})
+    res = DatasetResults("d", tmp_path, {}, pd.DataFrame(), pd.DataFrame(), ["full"], [], {1: None}, {},
+                         pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
     res._cache[("fs", "full")] = toy_dataset(rng, cells_per_condition=2)
     table = pd.DataFrame({"gene": GENES[:3], "count": [5, 5, 5], "n": 5})
     all_ids = sorted(pd.read_csv(go, sep="\t")["go_id"].unique())

@@ -26,6 +26,7 @@ from perturbench.report.analyses import (
     recurrent_genes,
     relative_error,
     top_changed_genes,
+    top_up_shares,
     variance_contribution,
 )
 
@@ -82,6 +83,20 @@ def test_variance_contribution_by_hand():
 def test_variance_contribution_rejects_gene_count_mismatch():
     with pytest.raises(AnalysisError, match="3 genes but expression"):
         variance_contribution(np.zeros((2, 2)), np.zeros((2, 3)), ["A", "B", "C"])
+
+
+def test_top_up_shares_by_hand():
+    genes = ["MT-ND1", "RPL3", "G1", "G2", "RPS6KA1"]  # RPS6KA1 is a kinase, not ribosomal
+    deltas = np.array([[3.0, 2.0, 1.0, -1.0, 0.5],  # top 2 up: MT-ND1, RPL3
+                       [-1.0, -2.0, 0.0, 4.0, 1.0]])  # only G2 and RPS6KA1 rise among the top 2
+    shares = top_up_shares(deltas, genes, top=2)
+    assert shares["MT-"] == pytest.approx(1 / 4)
+    assert shares["RPS/RPL"] == pytest.approx(1 / 4)
+    one_up = top_up_shares(np.array([[-1.0, 2.0, 0.0, -1.0, 0.0]]), genes, top=3)  # only RPL3 > 0
+    assert one_up == {"MT-": 0.0, "RPS/RPL": 1.0}
+    assert math.isnan(top_up_shares(-np.ones((1, 5)), genes)["MT-"])
+    with pytest.raises(AnalysisError, match="do not match 5 genes"):
+        top_up_shares(np.zeros((1, 4)), genes)
 
 
 # -- uncertainty ------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from perturbench.data.simulate import (
     simulate,
     write_simulated,
 )
+from perturbench.report.analyses import top_up_shares
 
 TINY = SimulationConfig(
     n_genes=80, n_perturbed_genes=8, n_singles=8, n_combos=12, cells_per_condition=30,
@@ -37,6 +38,7 @@ def deep() -> ad.AnnData:
     return simulate(SimulationConfig(
         n_genes=70, n_perturbed_genes=6, n_singles=6, n_combos=10, cells_per_condition=300,
         n_ctrl_cells=600, n_ribo_genes=6, grn_density=0.2, depth_mean=5000.0,
+        stress_loading_mt=0.6, stress_loading_ribo=-0.3,
         frac_synergistic=0.3, frac_buffering=0.3, frac_epistatic=0.2, seed=11,
     ))
 
@@ -236,3 +238,16 @@ def test_gene2go_file_is_byte_reproducible(tmp_path) -> None:
 def test_invalid_config_is_rejected(overrides: dict, match: str) -> None:
     with pytest.raises(ValueError, match=r"SimulationConfig\." + match):
         SimulationConfig(**{**TINY.__dict__, **overrides})
+
+
+def _top_up_shares(adata: ad.AnnData) -> dict[str, float]:
+    pb = _pseudobulk(adata)
+    conds = [c for c in pb if c != CTRL]
+    return top_up_shares(np.array([pb[c] - pb[CTRL] for c in conds]), list(adata.var_names), top=50)
+
+
+def test_demo_preset_matches_replogle_k562_top_up_shares() -> None:
+    """Replogle 2022 K562: ~9% MT- and ~14% RPS/RPL among each knockdown's top up-regulated genes."""
+    shares = _top_up_shares(simulate(SIMULATION_PRESETS["demo"]))
+    assert abs(shares["MT-"] - 0.09) <= 0.04, shares
+    assert abs(shares["RPS/RPL"] - 0.14) <= 0.04, shares

@@ -3,11 +3,18 @@
 ``pseudobulk.h5ad`` is the dataset contract's pseudobulk (conditions × genes); ``cells.h5ad``
 holds the cells, or zero cells for pseudobulk-only sources (so every dataset has the same files
 and Snakemake rules need no special cases). Both are written atomically.
+
+A feature set is a gene mask over the prepared cells, so its folder stores them once:
+:func:`save_featureset` writes ``pseudobulk.h5ad`` and ``cells_ref.json`` (the prepared cells'
+path relative to the folder and the kept genes, in order) instead of a second ``cells.h5ad``;
+:func:`load_dataset` reads the referenced cells only when ``with_cells`` and keeps the listed
+genes (columns of the CSR matrix), so pseudobulk-only jobs never touch the cells.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import anndata as ad
@@ -15,10 +22,27 @@ import numpy as np
 import pandas as pd
 
 from perturbench.data.contract import PerturbDataset
-from perturbench.data.io import write_h5ad_atomic
+from perturbench.data.io import write_h5ad_atomic, write_text_atomic
 
 PSEUDOBULK = "pseudobulk.h5ad"
 CELLS = "cells.h5ad"
+CELLS_REF = "cells_ref.json"
+
+
+def _pseudobulk_to_save(ds: PerturbDataset) -> ad.AnnData:
+    pb = ds.pseudobulk.copy()
+    pb.uns["dataset"] = {"name": ds.name, "delta_only": bool(ds.delta_only), "source": ds.source}
+    pb.uns["meta_json"] = json.dumps(ds.meta, sort_keys=True, default=str)
+    return pb
+
+
+def save_featureset(ds: PerturbDataset, folder: str | Path, *, cells_from: str | Path) -> None:
+    """Write ``ds``'s pseudobulk and a reference to the cells file ``cells_from`` (module docstring)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    ref = {"cells": os.path.relpath(Path(cells_from), folder), "genes": ds.genes}
+    write_text_atomic(folder / CELLS_REF, json.dumps(ref, indent=0) + "\n")
+    write_h5ad_atomic(_pseudobulk_to_save(ds), folder / PSEUDOBULK)
 
 
 def dataset_folder(path: str | Path) -> Path:
@@ -32,9 +56,7 @@ def save_dataset(ds: PerturbDataset, folder: str | Path) -> None:
     """Write ``ds`` to ``folder/pseudobulk.h5ad`` and ``folder/cells.h5ad`` (``folder``: see
     :func:`dataset_folder`)."""
     folder = dataset_folder(folder)
-    pb = ds.pseudobulk.copy()
-    pb.uns["dataset"] = {"name": ds.name, "delta_only": bool(ds.delta_only), "source": ds.source}
-    pb.uns["meta_json"] = json.dumps(ds.meta, sort_keys=True, default=str)
+    pb = _pseudobulk_to_save(ds)
     if ds.cells is not None:
         cells = ds.cells
     else:
@@ -54,13 +76,11 @@ def load_dataset(folder: str | Path, *, with_cells: bool = True) -> PerturbDatas
     pb = ad.read_h5ad(folder / PSEUDOBULK)
     info = dict(pb.uns.pop("dataset", {}))
     meta = json.loads(pb.uns.pop("meta_json", "{}"))
-    cells = None
-    if with_cells and (folder / CELLS).exists():
-        cells = ad.read_h5ad(folder / CELLS)
-        if cells.n_obs == 0:
-            cells = None
-        else:
-            cells.obs["condition"] = cells.obs["condition"].astype(str)
+    cells = _read_cells(folder) if with_cells else None
+    if cells is not None and cells.n_obs == 0:
+        cells = None
+    elif cells is not None:
+        cells.obs["condition"] = cells.obs["condition"].astype(str)
     return PerturbDataset(
         name=str(info.get("name", folder.name)),
         pseudobulk=pb,
@@ -69,3 +89,25 @@ def load_dataset(folder: str | Path, *, with_cells: bool = True) -> PerturbDatas
         source=str(folder / PSEUDOBULK),
         meta=meta,
     )
+
+
+def _read_cells(folder: Path) -> ad.AnnData | None:
+    """``folder/cells.h5ad``, else the genes of ``cells_ref.json`` taken from the referenced file."""
+    if (folder / CELLS).exists():
+        return ad.read_h5ad(folder / CELLS)
+    if not (folder / CELLS_REF).exists():
+        return None
+    try:
+        ref = json.loads((folder / CELLS_REF).read_text())
+        path, genes = folder / ref["cells"], list(ref["genes"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{folder / CELLS_REF}: cannot read the cells reference ({err})") from None
+    if not path.exists():
+        raise ValueError(f"{folder / CELLS_REF}: field 'cells': {path} does not exist")
+    cells = ad.read_h5ad(path)
+    if list(cells.var_names) == genes:
+        return cells
+    cols = cells.var_names.get_indexer(genes)
+    if (cols < 0).any():
+        raise ValueError(f"{folder / CELLS_REF}: field 'genes': {int((cols < 0).sum())} genes not in {path}")
+    return ad.AnnData(cells.X[:, cols], obs=cells.obs, var=cells.var.iloc[cols].copy())

@@ -152,7 +152,7 @@ class DualStreamMambaModel:
     def _cell_batches(self, train: PerturbDataset, rng: np.random.Generator) -> Iterator[Batch]:
         labels = train.cells.obs["condition"].astype(str).to_numpy()
         ctrl_rows, pert_rows = np.flatnonzero(labels == CTRL), np.flatnonzero(labels != CTRL)
-        n = min(self.config.cells_per_epoch, len(pert_rows))
+        n = self.config.epoch_cells(len(pert_rows), self._device.type)
         picked = rng.choice(pert_rows, size=n, replace=False)
         partners = rng.choice(ctrl_rows, size=n, replace=True)
         size = self.config.cell_batch_size

@@ -28,7 +28,8 @@ from torch_geometric.nn import GCNConv, GraphConv
 from perturbench.models.scan import BiMambaEncoder, MambaStreamConfig, ScanBackend
 
 _POSITIVE = ("d_model", "d_state", "d_conv", "expand", "n_layers", "n_tokens", "d_embed", "gnn_layers", "latent_dim",
-             "latent_tokens", "patience", "batch_size", "cell_batch_size", "cells_per_epoch", "passes_per_epoch")
+             "latent_tokens", "patience", "batch_size", "cell_batch_size", "passes_per_epoch")
+CPU_CELLS_PER_EPOCH = 1024  # cells_per_epoch 'auto' on CPU: the default budget
 
 
 @dataclass
@@ -73,7 +74,8 @@ class DualStreamConfig:
     patience: int = 5  # early stopping: epochs without validation improvement
     batch_size: int = 4  # pseudobulk training: conditions per optimiser step
     cell_batch_size: int = 32  # cell-level training: (control cell, perturbed cell) pairs per step
-    cells_per_epoch: int = 1024  # cell-level training: pairs drawn per epoch
+    cells_per_epoch: int | Literal["auto"] = 1024  # cell-level training: pairs per epoch; auto: all on CUDA
+    autocast_bf16: bool = False  # CUDA only: forward pass and loss under torch.autocast(bfloat16)
     passes_per_epoch: int = 1  # pseudobulk training: passes over the training conditions per epoch
     head_init: float = 0.01  # std of the per-gene readout weights at initialisation (× 1/√d_embed)
 
@@ -81,6 +83,8 @@ class DualStreamConfig:
         for name in _POSITIVE:
             if getattr(self, name) < 1:
                 raise ValueError(f"DualStreamConfig.{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.cells_per_epoch != "auto" and (isinstance(self.cells_per_epoch, str) or self.cells_per_epoch < 1):
+            raise ValueError(f"DualStreamConfig.cells_per_epoch must be >= 1 or 'auto', got {self.cells_per_epoch!r}")
         if self.epochs < 0:
             raise ValueError(f"DualStreamConfig.epochs must be >= 0, got {self.epochs!r}")
         if self.n_tokens & (self.n_tokens - 1):
@@ -96,6 +100,15 @@ class DualStreamConfig:
         if not 0.0 <= self.prior_dropout <= 1.0:
             raise ValueError(f"DualStreamConfig.prior_dropout must be in [0, 1], got {self.prior_dropout!r}")
         self.betas = (float(self.betas[0]), float(self.betas[1]))
+
+    def epoch_cells(self, n_train_cells: int, device_type: str) -> int:
+        """Pairs drawn per epoch: ``cells_per_epoch``, or with ``'auto'`` every training cell on
+        CUDA and :data:`CPU_CELLS_PER_EPOCH` elsewhere; never more than ``n_train_cells``."""
+        if self.cells_per_epoch == "auto":
+            wanted = n_train_cells if device_type == "cuda" else CPU_CELLS_PER_EPOCH
+        else:
+            wanted = int(self.cells_per_epoch)
+        return min(wanted, n_train_cells)
 
     def mamba(self) -> MambaStreamConfig:
         return MambaStreamConfig(

@@ -8,6 +8,8 @@ report and the contract test read instead of lists of names:
 - ``kind``: ``control`` (no learning: the no-change reference), ``baseline`` (closed-form /
   simple) or ``learned`` (trained networks, and predictions made by other tools);
 - ``needs_cells``: runs only on datasets with single cells;
+- ``reads_cells``: its fit reads ``train.cells`` when there are cells (every other model is fitted
+  from the pseudobulk alone, so its job never loads the cells);
 - ``training_curves``: writes ``loss_curves.tsv`` into ``FitContext.log_dir``;
 - ``extra``: the optional dependency group it needs (``pip install -e '.[extra]'``);
 - ``quick_params``: hyper-parameters for a seconds-long smoke run (the contract test).
@@ -39,6 +41,7 @@ class ModelSpec:
     target: str  # "module:Class"; the class takes its ``Config`` dataclass fields as keywords
     kind: ModelKind
     needs_cells: bool = False
+    reads_cells: bool = False
     training_curves: bool = False
     extra: str | None = None
     quick_params: dict[str, Any] = field(default_factory=dict)
@@ -57,10 +60,10 @@ _BUILTIN = (
     ModelSpec("two_stage", "baselines.linear:TwoStageModel", "baseline"),
     ModelSpec("linear_embedding", "baselines.linear:LinearEmbeddingModel", "baseline"),
     ModelSpec("precomputed", "baselines.precomputed:PrecomputedModel", "learned"),
-    ModelSpec("gears", "baselines.gears_model:GEARSModel", "learned", needs_cells=True, extra="gears",
-              quick_params={"epochs": 1, "hidden_size": 8}),
+    ModelSpec("gears", "baselines.gears_model:GEARSModel", "learned", needs_cells=True, reads_cells=True,
+              extra="gears", quick_params={"epochs": 1, "hidden_size": 8}),
     ModelSpec("dual_stream_mamba", "perturbench.models.dual_stream:DualStreamMambaModel", "learned",
-              training_curves=True, quick_params={"epochs": 1, "d_model": 8}),
+              reads_cells=True, training_curves=True, quick_params={"epochs": 1, "d_model": 8}),
 )
 
 
@@ -76,6 +79,7 @@ def registered() -> dict[str, ModelSpec]:
             raise ConfigError(f"entry point {ep.name!r} ({ep.value}): model {spec.name!r} is already registered")
         specs[spec.name] = spec
     return specs
+
 
 
 def model_names() -> list[str]:

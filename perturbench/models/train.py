@@ -42,6 +42,13 @@ def loss_terms(mu: Tensor, logvar: Tensor, kl: Tensor, y: Tensor, config: DualSt
     return {"total": total, "mse": mse, "focus": focus, "kl": kl, "nll": nll}
 
 
+def _autocast(config: DualStreamConfig, device: torch.device) -> torch.autocast:
+    """bfloat16 autocast when ``config.autocast_bf16`` and ``device`` is CUDA; a no-op otherwise."""
+    device = torch.device(device)
+    enabled = bool(config.autocast_bf16) and device.type == "cuda"
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
 def _to(batch: Batch, device: torch.device) -> Batch:
     inp, y = batch
     return inp.to(device), y.to(device)
@@ -54,7 +61,8 @@ def _train_epoch(
     sums, n = dict.fromkeys(TERMS, 0.0), 0
     for batch in batches:
         inp, y = _to(batch, device)
-        terms = loss_terms(*net(inp), y, config)
+        with _autocast(config, device):
+            terms = loss_terms(*net(inp), y, config)
         opt.zero_grad(set_to_none=True)
         terms["total"].backward()
         opt.step()
@@ -71,7 +79,8 @@ def evaluate(net: DualStreamNet, batches: Iterable[Batch], config: DualStreamCon
     sums, n = dict.fromkeys(TERMS, 0.0), 0
     for batch in batches:
         inp, y = _to(batch, device)
-        terms = loss_terms(*net(inp), y, config)
+        with _autocast(config, device):
+            terms = loss_terms(*net(inp), y, config)
         for k in TERMS:
             sums[k] += terms[k].item() * len(y)
         n += len(y)

@@ -31,8 +31,9 @@ from perturbench.data.store import load_dataset
 from perturbench.errors import PerturbenchError
 from perturbench.evaluate import RUN_COLUMNS, SUMMARY_COLUMNS
 from perturbench.models.base import Prediction
+from perturbench.cell_split import CellSplit, read_any_manifest
 from perturbench.report.analyses import BASELINES
-from perturbench.splits import Split, read_manifest
+from perturbench.splits import Split
 from perturbench.verdict import COMPARISON_COLUMNS, STABILITY_COLUMNS, VERDICT_COLUMNS
 from perturbench.workflow import go_table, model_runs
 
@@ -65,7 +66,7 @@ class DatasetResults:
     conditions: pd.DataFrame
     featuresets: list[str]
     models: list[str]
-    splits: dict[int, Split]
+    splits: dict[int, Split | CellSplit]
     checksums: dict[int, str]
     comparisons: pd.DataFrame
     stability: pd.DataFrame
@@ -165,7 +166,7 @@ def _ordered_models(found: list[str], config: dict[str, Any]) -> list[str]:
     return [m for m in order if m in found] + sorted(m for m in found if m not in order)
 
 
-def read_splits(root: Path) -> tuple[dict[int, Split], dict[int, str]]:
+def read_splits(root: Path) -> tuple[dict[int, Split | CellSplit], dict[int, str]]:
     """Seed → split and seed → manifest checksum, for every ``splits/seed*.json``."""
     splits, checksums = {}, {}
     for path in sorted((root / "splits").glob("seed*.json")):
@@ -173,7 +174,7 @@ def read_splits(root: Path) -> tuple[dict[int, Split], dict[int, str]]:
         if match is None:
             continue
         seed = int(match.group(1))
-        splits[seed] = read_manifest(path)
+        splits[seed] = read_any_manifest(path)
         checksums[seed] = str(json.loads(path.read_text())["checksum"])
     if not splits:
         raise ReportError(f"{root / 'splits'}: no split manifests seed*.json")

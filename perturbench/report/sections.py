@@ -13,10 +13,10 @@ import pandas as pd
 from perturbench.data.conditions import CTRL, targets
 from perturbench.evaluate import ALL_SUBGROUP, noise_ceiling
 from perturbench.metrics import METRICS
-from perturbench.report.analyses import ceiling_by_subgroup, variance_contribution
+from perturbench.report.analyses import ceiling_by_subgroup, top_up_shares, variance_contribution
 from perturbench.report.loaders import DatasetResults
 from perturbench.report.verdict_sections import comparison_tables
-from perturbench.splits import SUBGROUPS, relabelled
+from perturbench.splits import SUBGROUPS, Split, relabelled
 from perturbench.verdict import best_of, in_subgroup
 
 HEADLINE = "pearson_delta"
@@ -44,6 +44,9 @@ def subgroup_order(values) -> list[str]:
     return known + others + ([ALL_SUBGROUP] if ALL_SUBGROUP in present else [])
 
 
+TOP_UP = 50  # up-regulated genes per condition in the dataset card's MT-/ribosomal shares
+
+
 # -- 1. dataset card -----------------------------------------------------------------------
 def dataset_card(res: DatasetResults) -> dict:
     """Cells, genes, conditions by kind, genes removed per feature set, MT/RPS-RPL variance shares."""
@@ -52,6 +55,7 @@ def dataset_card(res: DatasetResults) -> dict:
     expression = ds.cells.X if ds.cells is not None else ds.expression([CTRL, *ds.conditions])
     deltas = ds.expression(ds.conditions) - ds.ctrl
     shares = variance_contribution(expression, deltas, ds.genes)
+    shares["top_up"] = pd.Series(top_up_shares(deltas, ds.genes, top=TOP_UP))
     return {
         "n_cells": 0 if ds.cells is None else int(ds.cells.n_obs),
         "n_genes": len(ds.genes),
@@ -73,7 +77,7 @@ def split_card(res: DatasetResults) -> dict:
     rows = []
     for seed, sp in sorted(res.splits.items()):
         counts = pd.Series(list(sp.test.values()), dtype=str).value_counts()
-        moved = relabelled(sp)
+        moved = relabelled(sp) if isinstance(sp, Split) else {}  # a cell split has no GEARS label
         rows.append({"seed": seed, "kind": sp.kind, "train": len(sp.train), "val": len(sp.val),
                      "test": len(sp.test), "counts": [int(counts.get(g, 0)) for g in subgroups],
                      "relabelled": sum(moved.values()), "moves": [f"{k}: {v}" for k, v in moved.items()],

@@ -1,4 +1,6 @@
 BENCHMARKS = ["baselines_speed", "mamba_cost", "prepare_scale", "gears_vs_mamba"]
+# long: the k562 preset end to end (~1 h on 2 cores); `snakemake results/bench/workflow_scale.tsv`
+LONG_BENCHMARKS = ["workflow_scale"]
 
 
 rule bench:
@@ -11,7 +13,7 @@ rule bench:
     benchmark:
         "results/benchmarks/bench/{name}.tsv"
     wildcard_constraints:
-        name="|".join(BENCHMARKS),
+        name="|".join(BENCHMARKS + LONG_BENCHMARKS),
     conda:
         "../envs/perturbench.yaml"
     threads: 2

@@ -46,6 +46,9 @@ rule simulate:
         "results/benchmarks/{dataset}/simulate.tsv"
     conda:
         "../envs/perturbench.yaml"
+    resources:
+        mem_mb=simulate_mem_mb,
+        runtime=30,
     params:
         preset=lambda w: config["datasets"][w.dataset].get("preset", "demo"),
         params=lambda w: json.dumps(config["datasets"][w.dataset].get("params", {})),
@@ -67,7 +70,8 @@ rule prepare_dataset:
     conda:
         "../envs/perturbench.yaml"
     resources:
-        mem_mb=8000,
+        mem_mb=input_mem_mb(2000, 3.0),
+        runtime=30,
     params:
         spec=lambda w: spec_json(w.dataset),
     shell:
@@ -85,7 +89,7 @@ rule featureset:
             caption="../report/pseudobulk.rst",
             category="Data",
         ),
-        cells="results/{dataset}/{featureset}/cells.h5ad",
+        cells="results/{dataset}/{featureset}/cells_ref.json",  # a gene mask over the prepared cells
         record="results/{dataset}/{featureset}/featureset.json",
     log:
         "results/logs/{dataset}/{featureset}/featureset.log",
@@ -93,6 +97,11 @@ rule featureset:
         "results/benchmarks/{dataset}/{featureset}/featureset.tsv"
     conda:
         "../envs/perturbench.yaml"
+    resources:
+        mem_mb=lambda w: int(
+            1000 + 4 * _mib(f"results/{w.dataset}/prepared/pseudobulk.h5ad")
+        ),
+        runtime=10,
     shell:
         "perturbench featureset --in-dir {input.pseudobulk:q} "
         "--featureset {wildcards.featureset} --out-dir {output.pseudobulk:q} 2> {log:q}"
@@ -101,6 +110,7 @@ rule featureset:
 rule split:
     input:
         "results/{dataset}/prepared/pseudobulk.h5ad",
+        "results/{dataset}/prepared/cells.h5ad",
     output:
         "results/{dataset}/splits/seed{seed}.json",
     log:
@@ -110,10 +120,35 @@ rule split:
     conda:
         "../envs/perturbench.yaml"
     params:
-        split=json.dumps(config.get("split", {})),
+        split=lambda w: split_json(w.dataset),
     shell:
         "perturbench split --data-dir {input:q} --dataset {wildcards.dataset} "
         "--seed {wildcards.seed} --params {params.split:q} --out {output:q} 2> {log:q}"
+
+
+rule cell_split_data:
+    input:
+        data="results/{dataset}/{featureset}/pseudobulk.h5ad",
+        cells="results/{dataset}/{featureset}/cells_ref.json",
+        prepared_cells="results/{dataset}/prepared/cells.h5ad",
+        split="results/{dataset}/splits/seed{seed}.json",
+    output:
+        train="results/{dataset}/{featureset}/seed{seed}/cellsplit/train/pseudobulk.h5ad",
+        val="results/{dataset}/{featureset}/seed{seed}/cellsplit/val/pseudobulk.h5ad",
+        truth="results/{dataset}/{featureset}/seed{seed}/cellsplit/truth/pseudobulk.h5ad",
+    log:
+        "results/logs/{dataset}/{featureset}/seed{seed}/cell_split_data.log",
+    benchmark:
+        "results/benchmarks/{dataset}/{featureset}/seed{seed}/cell_split_data.tsv"
+    conda:
+        "../envs/perturbench.yaml"
+    resources:
+        mem_mb=lambda w: int(1000 + 3.5 * cells_mib(w)),
+        runtime=lambda w: int(10 + 20 * cells_mib(w) / 1024),
+    shell:
+        "perturbench cell-split-data --data-dir results/{wildcards.dataset}/{wildcards.featureset} "
+        "--split {input.split:q} --out-dir results/{wildcards.dataset}/{wildcards.featureset}/seed{wildcards.seed}/cellsplit "
+        "2> {log:q}"
 
 
 rule go_graph:

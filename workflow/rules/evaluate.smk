@@ -1,8 +1,10 @@
 rule evaluate:
     input:
         data="results/{dataset}/{featureset}/pseudobulk.h5ad",
+        cells="results/{dataset}/{featureset}/cells_ref.json",
         split="results/{dataset}/splits/seed{seed}.json",
         prediction="results/{dataset}/{featureset}/seed{seed}/predictions/{model}.h5ad",
+        cellsplit=cell_split_inputs,
     output:
         "results/{dataset}/{featureset}/seed{seed}/metrics/{model}.tsv",
     log:
@@ -11,6 +13,9 @@ rule evaluate:
         "results/benchmarks/{dataset}/{featureset}/seed{seed}/evaluate_{model}.tsv"
     conda:
         "../envs/perturbench.yaml"
+    resources:
+        mem_mb=job_mem_mb(1000, 3.5, fitting=False),
+        runtime=job_runtime(5, 20, fitting=False),
     shell:
         "perturbench evaluate --data-dir {input.data:q} "
         "--split {input.split:q} --prediction {input.prediction:q} --featureset {wildcards.featureset} "

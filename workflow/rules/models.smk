@@ -1,8 +1,10 @@
 FIT_INPUTS = dict(
     data="results/{dataset}/{featureset}/pseudobulk.h5ad",
-    cells="results/{dataset}/{featureset}/cells.h5ad",
+    cells="results/{dataset}/{featureset}/cells_ref.json",
+    prepared_cells="results/{dataset}/prepared/cells.h5ad",
     split="results/{dataset}/splits/seed{seed}.json",
     go_graph="results/{dataset}/go_graph.npz",
+    cellsplit=cell_split_inputs,
 )
 FIT_SHELL = (
     "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} perturbench fit-predict "
@@ -35,7 +37,8 @@ rule fit_predict:
         "../envs/perturbench.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=job_mem_mb(1000, 3.5, fitting=True),
+        runtime=job_runtime(15, 60, fitting=True),
     params:
         **FIT_PARAMS,
     shell:
@@ -62,7 +65,8 @@ rule fit_predict_mamba:
         "../envs/perturbench.yaml"
     threads: 1
     resources:
-        mem_mb=8000,
+        mem_mb=job_mem_mb(2000, 3.5, fitting=True),
+        runtime=job_runtime(30, 120, fitting=True),
     params:
         **FIT_PARAMS,
     shell:
