@@ -68,9 +68,9 @@ class DatasetResults:
     models: list[str]
     splits: dict[int, Split | CellSplit]
     checksums: dict[int, str]
-    comparisons: pd.DataFrame
-    stability: pd.DataFrame
-    verdict: pd.DataFrame
+    comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)  # the verdict rule's outputs
+    stability: pd.DataFrame = field(default_factory=pd.DataFrame)
+    verdict: pd.DataFrame = field(default_factory=pd.DataFrame)
     _cache: dict[tuple, Any] = field(default_factory=dict, repr=False)
 
     @property
