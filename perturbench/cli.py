@@ -17,6 +17,7 @@ BENCHMARKS = {
     "mamba_cost": "perturbench.bench.mamba_cost",
     "prepare_scale": "perturbench.bench.prepare_scale",
     "gears_vs_mamba": "perturbench.bench.gears_vs_mamba",
+    "sequence_cost": "perturbench.bench.sequence_cost",
 }
 
 
@@ -84,6 +85,12 @@ def _cmd_summarize(a: argparse.Namespace) -> None:
     from perturbench import pipeline
 
     pipeline.summarize(a.metrics, a.out, a.conditions_out)
+
+
+def _cmd_calibration(a: argparse.Namespace) -> None:
+    from perturbench.uncertainty import write_calibration_table
+
+    write_calibration_table(a.predictions, a.data_root, a.out)
 
 
 def _cmd_bench(a: argparse.Namespace) -> None:
@@ -169,6 +176,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--conditions-out", type=Path, required=True)
     s.set_defaults(func=_cmd_summarize)
+
+    s = sub.add_parser("calibration", help="σ calibration (NLL, interval coverage) of prediction files")
+    s.add_argument("--predictions", type=Path, nargs="*", default=[])
+    s.add_argument("--data-root", type=Path, required=True, help="results/{dataset}")
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=_cmd_calibration)
 
     s = sub.add_parser("bench", help="run a benchmark and write its figures")
     s.add_argument("name", choices=sorted(BENCHMARKS))

@@ -44,8 +44,20 @@ def metrics_files(dataset):
     ]
 
 
+def mamba_predictions(dataset):
+    """Prediction files of the Mamba runs (the runs with σ) for the calibration table."""
+    return [
+        f"results/{dataset}/{featureset}/seed{seed}/predictions/{model}.h5ad"
+        for featureset in config["featuresets"]
+        for seed in config["seeds"]
+        for model in runs_for(config, dataset, featureset)
+        if is_mamba(config, model)
+    ]
+
+
 def all_outputs():
     out = expand("results/{dataset}/summary.tsv", dataset=DATASETS)
+    out += [f"results/{d}/calibration.tsv" for d in DATASETS if mamba_predictions(d)]
     if config.get("report", {}).get("enabled", False):
         out.append("results/report/index.html")
     return out
