@@ -1,4 +1,10 @@
-BENCHMARKS = ["baselines_speed", "mamba_cost", "prepare_scale", "gears_vs_mamba"]
+BENCHMARKS = [
+    "baselines_speed",
+    "mamba_cost",
+    "prepare_scale",
+    "gears_vs_mamba",
+    "sequence_cost",
+]
 
 
 rule bench:
