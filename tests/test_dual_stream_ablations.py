@@ -144,16 +144,17 @@ def test_attention_heads_must_divide_the_width():
 def test_scale_calibration_is_the_closed_form_factor():
     r = np.array([[1.0, -2.0], [0.5, 0.0]])
     logvar = np.log(np.array([[1.0, 4.0], [1.0, 1.0]]))
-    cal = fit_calibration(r, logvar, np.zeros_like(r), np.ones(2), mode="scale")
-    assert cal.a == pytest.approx((1.0 + 1.0 + 0.25 + 0.0) / 4) and cal.b == 0.0  # mean(r²/σ²)
-    np.testing.assert_allclose(cal.apply(np.zeros((1, 2))), np.log(cal.a) * np.ones((1, 2)))
+    cal = fit_calibration(r, logvar, np.zeros_like(r), np.ones_like(r), np.ones(2), mode="scale")
+    assert cal.a == pytest.approx((1.0 + 1.0 + 0.25 + 0.0) / 4) and cal.b == cal.c == 0.0  # mean(r²/σ²)
+    np.testing.assert_allclose(cal.apply(np.zeros((1, 2)), np.ones((1, 2))), np.log(cal.a) * np.ones((1, 2)))
 
 
 def test_spread_calibration_recovers_the_spread_term(rng):
     spread = np.array([0.01, 0.04, 1.0, 4.0])
     truth = rng.normal(0.0, np.sqrt(0.5 * spread), (4000, 4))  # errors follow the spread, not σ
-    cal = fit_calibration(np.zeros_like(truth), np.zeros_like(truth), truth, spread, mode="scale_spread")
-    assert cal.b == pytest.approx(0.5, rel=0.1) and cal.a < 0.05
+    change = rng.normal(0.0, 1.0, truth.shape)  # unrelated to the errors
+    cal = fit_calibration(np.zeros_like(truth), np.zeros_like(truth), truth, change, spread, mode="scale_spread")
+    assert cal.b == pytest.approx(0.5, rel=0.1) and cal.a < 0.05 and cal.c < 0.05
     np.testing.assert_allclose(gene_spread(np.array([[0.0, 1.0], [2.0, 1.0]])), [1.0, 0.0])
 
 
@@ -176,5 +177,5 @@ def test_calibration_never_reads_test_conditions(rng, tmp_path):
 def test_predictions_keep_the_raw_log_variance(toy):
     model = _fit(toy, val=VAL)
     pred = model.predict(TEST)
-    np.testing.assert_allclose(pred.logvar, model.sigma.apply(pred.logvar_raw))
+    np.testing.assert_allclose(pred.logvar, model.sigma.apply(pred.logvar_raw, pred.mean - model.ctrl))
     assert _fit(toy).predict(TEST).logvar_raw is None  # no validation conditions: not calibrated

@@ -5,17 +5,18 @@ cell-to-cell noise of single cells (far wider than the error of a predicted cond
 pseudobulk the residuals of conditions it has fitted. Here σ² is re-expressed as the variance of
 the error of the predicted mean of an *unseen* condition::
 
-    σ'²_cg = a · σ²_cg + b · s²_g            (a, b ≥ 0)
+    σ'²_cg = a · σ²_cg + b · s²_g + c · Δ̂²_cg            (a, b, c ≥ 0)
 
 ``s²_g`` is gene g's spread of the change over the training conditions,
 ``s²_g = (1/n) Σ_c (δ_cg − δ̄_g)²`` (genes that respond strongly to perturbations are predicted
-with larger errors). ``(a, b)`` minimise the Gaussian NLL of the validation residuals
+with larger errors), and ``Δ̂_cg = μ_cg − ctrl_g`` the predicted change (large predicted changes
+err more in absolute terms). ``(a, b, c)`` minimise the Gaussian NLL of the validation residuals
 ``r_cg = y_cg − μ_cg``::
 
-    NLL(a, b) = (1/N) Σ_cg ½ [log 2π + log σ'²_cg + r²_cg / σ'²_cg]
+    NLL(a, b, c) = (1/N) Σ_cg ½ [log 2π + log σ'²_cg + r²_cg / σ'²_cg]
 
-``mode="scale"`` fixes ``b = 0`` (one factor; closed form ``a = mean(r² / σ²)``). Test conditions
-never enter: :func:`fit_calibration` sees validation arrays and training changes only.
+``mode="scale"`` fixes ``b = c = 0`` (one factor; closed form ``a = mean(r² / σ²)``). Test
+conditions never enter: :func:`fit_calibration` sees validation arrays and training changes only.
 """
 
 from __future__ import annotations
@@ -32,19 +33,20 @@ _VAR_FLOOR = 1e-12  # keeps σ'² > 0 where σ² and s² vanish together
 
 @dataclass(frozen=True)
 class SigmaCalibration:
-    """σ'² = a·σ² + b·s² (module docstring); ``n_val`` = validation values it was fitted on."""
+    """σ'² = a·σ² + b·s² + c·Δ̂² (module docstring); ``n_val`` = validation values it was fitted on."""
 
     a: float
     b: float
+    c: float
     spread: np.ndarray  # (G,) s²_g
     n_val: int
 
-    def apply(self, logvar: np.ndarray) -> np.ndarray:
-        """Calibrated log σ'² for raw ``logvar`` (C, G)."""
-        return np.log(self.a * np.exp(logvar) + self.b * self.spread + _VAR_FLOOR)
+    def apply(self, logvar: np.ndarray, change: np.ndarray) -> np.ndarray:
+        """Calibrated log σ'² for raw ``logvar`` and predicted change ``change`` (both (C, G))."""
+        return np.log(self.a * np.exp(logvar) + self.b * self.spread + self.c * change**2 + _VAR_FLOOR)
 
     def record(self) -> dict:
-        return {"a": self.a, "b": self.b, "n_val": self.n_val, "mean_spread": float(np.mean(self.spread))}
+        return {"a": self.a, "b": self.b, "c": self.c, "n_val": self.n_val, "mean_spread": float(np.mean(self.spread))}
 
 
 def gene_spread(train_deltas: np.ndarray) -> np.ndarray:
@@ -60,27 +62,30 @@ def _nll(var: np.ndarray, sq: np.ndarray) -> float:
 
 
 def fit_calibration(
-    mean: np.ndarray, logvar: np.ndarray, truth: np.ndarray, spread: np.ndarray, *, mode: CalibrationMode
+    mean: np.ndarray, logvar: np.ndarray, truth: np.ndarray, change: np.ndarray, spread: np.ndarray, *,
+    mode: CalibrationMode,
 ) -> SigmaCalibration:
-    """Fit (a, b) on validation predictions ``mean``, ``logvar`` and truths ``truth`` (all (C, G))."""
-    shapes = {np.shape(mean), np.shape(logvar), np.shape(truth)}
+    """Fit (a, b, c) on validation predictions ``mean``, ``logvar``, predicted changes ``change``
+    and truths ``truth`` (all (C, G)); ``spread`` (G,) from training."""
+    shapes = {np.shape(mean), np.shape(logvar), np.shape(truth), np.shape(change)}
     if len(shapes) != 1 or np.shape(mean)[-1:] != np.shape(spread):
-        raise ValueError(f"fit_calibration: shapes differ: mean/logvar/truth {sorted(shapes)}, spread {np.shape(spread)}")
+        raise ValueError(f"fit_calibration: shapes differ: mean/logvar/truth/change {sorted(shapes)}, "
+                         f"spread {np.shape(spread)}")
     if np.size(mean) == 0:
         raise ValueError("fit_calibration: no validation values")
     sq = (np.asarray(truth, np.float64) - mean) ** 2  # (C, G) r²
     var = np.exp(np.asarray(logvar, np.float64))  # (C, G) σ²
-    a0 = max(float(np.mean(sq / var)), _VAR_FLOOR)  # the b = 0 optimum
+    a0 = max(float(np.mean(sq / var)), _VAR_FLOOR)  # the b = c = 0 optimum
     if mode == "scale":
-        return SigmaCalibration(a0, 0.0, spread, int(sq.size))
-    s2 = np.broadcast_to(spread, var.shape)
+        return SigmaCalibration(a0, 0.0, 0.0, spread, int(sq.size))
+    terms = np.stack([var, np.broadcast_to(spread, var.shape), np.asarray(change, np.float64) ** 2])  # (3, C, G)
 
     def objective(theta: np.ndarray) -> float:
-        return _nll(np.exp(theta[0]) * var + np.exp(theta[1]) * s2 + _VAR_FLOOR, sq)
+        return _nll(np.tensordot(np.exp(theta), terms, axes=1) + _VAR_FLOOR, sq)
 
-    start = np.log([a0 / 2, max(float(np.mean(sq)) / max(float(np.mean(s2)), _VAR_FLOOR), _VAR_FLOOR) / 2])
-    best = minimize(objective, start, method="Nelder-Mead", options={"xatol": 1e-6, "fatol": 1e-9, "maxiter": 2000})
-    a, b = np.exp(best.x)
-    if objective(best.x) > objective(np.array([np.log(a0), np.log(_VAR_FLOOR)])):
-        a, b = a0, 0.0  # the spread term does not help on validation
-    return SigmaCalibration(float(a), float(b), spread, int(sq.size))
+    # start: each term alone would explain a third of the mean squared residual
+    start = np.log([max(float(np.mean(sq)) / max(float(np.mean(t)), _VAR_FLOOR), _VAR_FLOOR) / 3 for t in terms])
+    best = minimize(objective, start, method="Nelder-Mead", options={"xatol": 1e-6, "fatol": 1e-9, "maxiter": 4000})
+    scale_only = np.log([a0, _VAR_FLOOR, _VAR_FLOOR])
+    a, b, c = np.exp(best.x if objective(best.x) <= objective(scale_only) else scale_only)
+    return SigmaCalibration(float(a), float(b), float(c), spread, int(sq.size))

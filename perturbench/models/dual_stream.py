@@ -118,12 +118,13 @@ class DualStreamMambaModel:
         return self
 
     def _calibrate(self, train: PerturbDataset, val: PerturbDataset | None) -> SigmaCalibration | None:
-        """σ'² = a·σ² + b·s² fitted on the validation conditions (None without any, or when off)."""
+        """σ'² = a·σ² + b·s² + c·Δ̂² fitted on the validation conditions (None without any, or when off)."""
         if self.config.calibration == "none" or val is None or not val.conditions:
             return None
         mean, logvar = self._predict_arrays(val.conditions)
         spread = gene_spread(train.expression(train.conditions) - self.ctrl)
-        return fit_calibration(mean, logvar, val.expression(val.conditions), spread, mode=self.config.calibration)
+        return fit_calibration(mean, logvar, val.expression(val.conditions), mean - self.ctrl, spread,
+                               mode=self.config.calibration)
 
     def _build(self, train: PerturbDataset, context: FitContext, rng: np.random.Generator) -> None:
         self.genes = train.genes
@@ -233,7 +234,8 @@ class DualStreamMambaModel:
         mean, logvar = self._predict_arrays(conditions)
         if self.sigma is None:
             return Prediction(self.name, conditions, list(self.genes), mean, logvar)
-        return Prediction(self.name, conditions, list(self.genes), mean, self.sigma.apply(logvar), logvar_raw=logvar)
+        calibrated = self.sigma.apply(logvar, mean - self.ctrl)
+        return Prediction(self.name, conditions, list(self.genes), mean, calibrated, logvar_raw=logvar)
 
     @torch.no_grad()
     def _predict_arrays(self, conditions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
