@@ -29,7 +29,8 @@ def calibration_rows(prediction_path: Path, data_root: Path) -> list[dict]:
     """Rows of one prediction file ``<data_root>/{featureset}/seed{seed}/predictions/{model}.h5ad``."""
     match = _PREDICTION_PATH.search(Path(prediction_path).as_posix())
     if match is None:
-        raise ValueError(f"{prediction_path}: not a prediction path .../{{featureset}}/seed{{seed}}/predictions/{{model}}.h5ad")
+        raise ValueError(f"{prediction_path}: not a prediction path "
+                         ".../{featureset}/seed{seed}/predictions/{model}.h5ad")
     pred = Prediction.read(prediction_path)
     if pred.logvar is None or not pred.conditions:
         return []

@@ -2,7 +2,8 @@
 
 The workflow config lists *model runs*: a run name (the ``{model}`` wildcard) mapping to a
 registered model and its hyper-parameters. :func:`model_runs` expands the ``d_state`` ablation
-and the component ablations (:data:`COMPONENTS`, runs ``dual_stream_mamba_<variant>``) into extra runs; :func:`runs_for` drops runs a dataset cannot support (cell-level models on
+and the component ablations (:data:`COMPONENTS`, runs ``dual_stream_mamba_<variant>``) into
+extra runs; :func:`runs_for` drops runs a dataset cannot support (cell-level models on
 pseudobulk-only sources).
 """
 

@@ -78,7 +78,8 @@ class DualStreamConfig:
     # fusion and output
     fusion: Literal["gate", "cross_attention"] = "gate"
     prior_dropout: float = 0.25  # training: chance a seen target's single effect is hidden from the prior
-    prior: Literal["additive", "ridge", "none"] = "ridge"  # prior effects: ridge on all training conditions, singles, or none
+    # prior effects: ridge on every training condition, the training singles, or none
+    prior: Literal["additive", "ridge", "none"] = "ridge"
     prior_lambda: float = 0.1  # λ of the ridge prior
     # loss: w_mse·mean|y−μ|^(2+γ) + w_kl·KL + w_nll·mean(½ log σ² + (y−μ)²/(2σ²))
     w_mse: float = 1.0
