@@ -158,6 +158,13 @@ def test_spread_calibration_recovers_the_spread_term(rng):
     np.testing.assert_allclose(gene_spread(np.array([[0.0, 1.0], [2.0, 1.0]])), [1.0, 0.0])
 
 
+def test_change_calibration_recovers_the_predicted_change_term(rng):
+    change = rng.normal(0.0, 1.0, (4000, 3))
+    truth = rng.normal(0.0, np.sqrt(0.3) * np.abs(change))  # errors grow with the predicted change
+    cal = fit_calibration(np.zeros_like(truth), np.zeros_like(truth), truth, change, np.ones(3), mode="scale_spread")
+    assert cal.c == pytest.approx(0.3, rel=0.1) and cal.a < 0.05 and cal.b < 0.05
+
+
 def test_calibration_never_reads_test_conditions(rng, tmp_path):
     data = toy_dataset(rng)
     changed = data.pseudobulk.copy()
