@@ -153,7 +153,7 @@ def test_spread_calibration_recovers_the_spread_term(rng):
     spread = np.array([0.01, 0.04, 1.0, 4.0])
     truth = rng.normal(0.0, np.sqrt(0.5 * spread), (4000, 4))  # errors follow the spread, not σ
     change = rng.normal(0.0, 1.0, truth.shape)  # unrelated to the errors
-    cal = fit_calibration(np.zeros_like(truth), np.zeros_like(truth), truth, change, spread, mode="scale_spread")
+    cal = fit_calibration(np.zeros_like(truth), np.zeros_like(truth), truth, change, spread, mode="select")
     assert cal.b == pytest.approx(0.5, rel=0.1) and cal.a < 0.05 and cal.c < 0.05
     np.testing.assert_allclose(gene_spread(np.array([[0.0, 1.0], [2.0, 1.0]])), [1.0, 0.0])
 
@@ -161,8 +161,16 @@ def test_spread_calibration_recovers_the_spread_term(rng):
 def test_change_calibration_recovers_the_predicted_change_term(rng):
     change = rng.normal(0.0, 1.0, (4000, 3))
     truth = rng.normal(0.0, np.sqrt(0.3) * np.abs(change))  # errors grow with the predicted change
-    cal = fit_calibration(np.zeros_like(truth), np.zeros_like(truth), truth, change, np.ones(3), mode="scale_spread")
+    cal = fit_calibration(np.zeros_like(truth), np.zeros_like(truth), truth, change, np.ones(3), mode="select")
     assert cal.c == pytest.approx(0.3, rel=0.1) and cal.a < 0.05 and cal.b < 0.05
+
+
+def test_select_rejects_a_form_that_tracks_the_error_but_misses_the_coverage(rng):
+    change = rng.normal(0.0, 1.0, (2000, 3))
+    residual = change + rng.normal(0.0, 0.01, change.shape)  # the truth did not change: |r| ≈ |Δ̂|
+    logvar = np.log(rng.uniform(0.5, 2.0, change.shape))
+    cal = fit_calibration(np.zeros_like(change), logvar, residual, change, np.ones(3), mode="select")
+    assert cal.c == 0.0  # σ'² ∝ Δ̂² would put nearly every |r| at exactly one σ': 50% coverage ≈ 0 or 1
 
 
 def test_calibration_never_reads_test_conditions(rng, tmp_path):

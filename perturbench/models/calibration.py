@@ -15,8 +15,11 @@ err more in absolute terms). ``(a, b, c)`` minimise the Gaussian NLL of the vali
 
     NLL(a, b, c) = (1/N) Σ_cg ½ [log 2π + log σ'²_cg + r²_cg / σ'²_cg]
 
-``mode="scale"`` fixes ``b = c = 0`` (one factor; closed form ``a = mean(r² / σ²)``). Test
-conditions never enter: :func:`fit_calibration` sees validation arrays and training changes only.
+``mode="scale"`` fixes ``b = c = 0`` (one factor; closed form ``a = mean(r² / σ²)``);
+``mode="select"`` fits the nested forms σ²; σ² + s²; σ² + s² + Δ̂² and keeps the one whose
+*validation* 50% / 90% coverage is closest to nominal (the NLL optimum of a richer form can track
+|r| closely yet miss the Gaussian shape, e.g. where most true changes are ≈ 0 and |r| ≈ |Δ̂|).
+Test conditions never enter: :func:`fit_calibration` sees validation arrays and training changes only.
 """
 
 from __future__ import annotations
@@ -26,9 +29,11 @@ from typing import Literal
 
 import numpy as np
 from scipy.optimize import minimize
+from scipy.stats import norm
 
-CalibrationMode = Literal["scale", "scale_spread"]
+CalibrationMode = Literal["scale", "select"]
 _VAR_FLOOR = 1e-12  # keeps σ'² > 0 where σ² and s² vanish together
+_LEVELS = ((0.5, float(norm.ppf(0.75))), (0.9, float(norm.ppf(0.95))))  # (level, z)
 
 
 @dataclass(frozen=True)
@@ -61,12 +66,34 @@ def _nll(var: np.ndarray, sq: np.ndarray) -> float:
     return float(np.mean(0.5 * (np.log(2 * np.pi) + np.log(var) + sq / var)))
 
 
+def _coverage_error(var: np.ndarray, sq: np.ndarray) -> float:
+    """max over levels 0.5, 0.9 of |share of r² ≤ z²σ'² − level| (z = Φ⁻¹((1 + level)/2))."""
+    return max(abs(float(np.mean(sq <= z * z * var)) - level) for level, z in _LEVELS)
+
+
+def _fit_weights(terms: np.ndarray, sq: np.ndarray) -> np.ndarray:
+    """Non-negative weights w (k,) minimising NLL(Σ_k w_k · terms_k) (Nelder–Mead on log w)."""
+
+    def objective(theta: np.ndarray) -> float:
+        return _nll(np.tensordot(np.exp(theta), terms, axes=1) + _VAR_FLOOR, sq)
+
+    if len(terms) == 1:
+        return np.array([max(float(np.mean(sq / terms[0])), _VAR_FLOOR)])  # closed form: mean(r²/σ²)
+    # start: each term alone would explain an equal share of the mean squared residual
+    start = np.log([max(float(np.mean(sq)) / max(float(np.mean(t)), _VAR_FLOOR), _VAR_FLOOR) / len(terms)
+                    for t in terms])
+    best = minimize(objective, start, method="Nelder-Mead", options={"xatol": 1e-6, "fatol": 1e-9, "maxiter": 4000})
+    return np.exp(best.x)
+
+
 def fit_calibration(
     mean: np.ndarray, logvar: np.ndarray, truth: np.ndarray, change: np.ndarray, spread: np.ndarray, *,
     mode: CalibrationMode,
 ) -> SigmaCalibration:
-    """Fit (a, b, c) on validation predictions ``mean``, ``logvar``, predicted changes ``change``
-    and truths ``truth`` (all (C, G)); ``spread`` (G,) from training."""
+    """Fit the calibration on validation predictions ``mean``, ``logvar``, predicted changes
+    ``change`` and truths ``truth`` (all (C, G)); ``spread`` (G,) from training. ``mode="select"``
+    fits the three nested forms (σ²; σ², s²; σ², s², Δ̂²) by NLL and keeps the one whose
+    validation coverage of the 50% and 90% intervals is closest to nominal (ties within 0.01: lower NLL)."""
     shapes = {np.shape(mean), np.shape(logvar), np.shape(truth), np.shape(change)}
     if len(shapes) != 1 or np.shape(mean)[-1:] != np.shape(spread):
         raise ValueError(f"fit_calibration: shapes differ: mean/logvar/truth/change {sorted(shapes)}, "
@@ -75,17 +102,12 @@ def fit_calibration(
         raise ValueError("fit_calibration: no validation values")
     sq = (np.asarray(truth, np.float64) - mean) ** 2  # (C, G) r²
     var = np.exp(np.asarray(logvar, np.float64))  # (C, G) σ²
-    a0 = max(float(np.mean(sq / var)), _VAR_FLOOR)  # the b = c = 0 optimum
-    if mode == "scale":
-        return SigmaCalibration(a0, 0.0, 0.0, spread, int(sq.size))
     terms = np.stack([var, np.broadcast_to(spread, var.shape), np.asarray(change, np.float64) ** 2])  # (3, C, G)
-
-    def objective(theta: np.ndarray) -> float:
-        return _nll(np.tensordot(np.exp(theta), terms, axes=1) + _VAR_FLOOR, sq)
-
-    # start: each term alone would explain a third of the mean squared residual
-    start = np.log([max(float(np.mean(sq)) / max(float(np.mean(t)), _VAR_FLOOR), _VAR_FLOOR) / 3 for t in terms])
-    best = minimize(objective, start, method="Nelder-Mead", options={"xatol": 1e-6, "fatol": 1e-9, "maxiter": 4000})
-    scale_only = np.log([a0, _VAR_FLOOR, _VAR_FLOOR])
-    a, b, c = np.exp(best.x if objective(best.x) <= objective(scale_only) else scale_only)
+    scored = []
+    for k in ((1,) if mode == "scale" else (1, 2, 3)):
+        w = np.zeros(3)
+        w[:k] = _fit_weights(terms[:k], sq)
+        fitted = np.tensordot(w, terms, axes=1) + _VAR_FLOOR
+        scored.append((round(_coverage_error(fitted, sq) / 0.01), _nll(fitted, sq), k, w))
+    _, _, _, (a, b, c) = min(scored, key=lambda item: item[:3])
     return SigmaCalibration(float(a), float(b), float(c), spread, int(sq.size))

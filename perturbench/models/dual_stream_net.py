@@ -42,7 +42,7 @@ _POSITIVE = ("d_model", "d_state", "d_conv", "expand", "n_layers", "d_embed", "g
              "attention_heads")
 _CHOICES = {"gene_order": ("spectral", "dataset"), "fusion": ("gate", "cross_attention"),
             "prior": ("additive", "ridge", "none"), "encoder": ("mamba", "attention", "none"),
-            "calibration": ("none", "scale", "scale_spread")}
+            "calibration": ("none", "scale", "select")}
 _SWITCHES = ("data_stream", "graphs", "network", "bidirectional")
 Encoder = Literal["mamba", "attention", "none"]
 
@@ -100,7 +100,7 @@ class DualStreamConfig:
     passes_per_epoch: int = 1  # pseudobulk training: passes over the training conditions per epoch
     head_init: float = 0.01  # std of the per-gene readout weights at initialisation (× 1/√d_embed)
     # σ as an error bar of the predicted mean, fitted on validation conditions (perturbench.models.calibration)
-    calibration: Literal["none", "scale", "scale_spread"] = "scale_spread"
+    calibration: Literal["none", "scale", "select"] = "select"
 
     def __post_init__(self) -> None:
         for name in _POSITIVE:
