@@ -112,6 +112,11 @@ def test_per_gene_tokens_give_one_gene_per_token(toy):
     assert (seq.n_tokens, seq.per_token) == (32, 1) and seq.tokenize.in_features == TINY["d_embed"]
 
 
+def test_without_the_data_stream_the_input_expression_has_zero_attribution(toy):
+    model = _fit(toy, epochs=0, data_stream=False)
+    assert set(model.attributions("G03").values()) == {0.0}  # only the data stream reads x
+
+
 def test_no_prior_gives_zero_prior_with_every_target_hidden(toy):
     model = _fit(toy, epochs=0, prior="none")
     inp = model._prediction_input(["G00+G01"])

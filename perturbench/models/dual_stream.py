@@ -266,7 +266,7 @@ class DualStreamMambaModel:
     def _input_gradients(self, conditions: Sequence[str], gene_index: int) -> np.ndarray:
         """Per-condition input gradients, (n_conditions, n_genes): samples are independent in eval
         mode, so one backward pass of Σ_b prediction[b, gene] gives every row (zeros without a
-        network: the prior does not depend on the input expression)."""
+        network or without the data stream: only the data stream reads the input expression)."""
         self._check_ready(conditions)
         if not 0 <= gene_index < len(self.genes):
             raise IndexError(f"dual_stream_mamba: gene_index {gene_index!r} outside 0..{len(self.genes) - 1}")
@@ -276,8 +276,8 @@ class DualStreamMambaModel:
         inp = self._prediction_input(conditions).to(self._device, self._dtype)
         inp.x.requires_grad_(True)
         mu, _, _ = self.net(inp)
-        (grad,) = torch.autograd.grad(mu[:, gene_index].sum(), inp.x)
-        return grad.double().cpu().numpy()
+        (grad,) = torch.autograd.grad(mu[:, gene_index].sum(), inp.x, allow_unused=True)  # None: x unused
+        return np.zeros(tuple(inp.x.shape)) if grad is None else grad.double().cpu().numpy()
 
     @property
     def _dtype(self) -> torch.dtype:
