@@ -40,8 +40,10 @@ def test_verdict_names_what_matters_and_what_does_not(rng):
     out = ablation_table(table, {"no_prior": "dual_stream_mamba_no_prior",
                                  "attention": "dual_stream_mamba_attention"}, metrics=("pearson_delta",))
     sentence = verdict(out, "toy")
-    assert "removing the ridge prior (-0.2" in sentence and "lower pearson_delta significantly" in sentence
-    assert "replacing Mamba by attention" in sentence.split("significantly;")[1]  # in the not-significant part
+    assert "removing the ridge prior (Δ -0.2" in sentence
+    assert "significantly lower it, so these components matter" in sentence
+    assert "replacing Mamba by attention (Δ" in sentence.split("matter;")[1]  # in the not-significant part
+    assert sentence.endswith("make no significant difference.")
     assert verdict(out.iloc[0:0], "toy") == "No component ablation of pearson_delta on toy was run."
 
 

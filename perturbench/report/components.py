@@ -84,18 +84,17 @@ def verdict(ablation: pd.DataFrame, dataset: str, *, metric: str = HEADLINE) -> 
     neutral = rows[~signif]
 
     def listing(part: pd.DataFrame) -> str:
-        return "; ".join(f"{REMOVED[r.variant]} ({r.diff:+.3f})" for r in part.itertuples())
+        return "; ".join(f"{REMOVED[r.variant]} (Δ {r.diff:+.3f})" for r in part.itertuples())
 
     parts = []
     if len(hurt):
-        parts.append(f"what matters is what these remove — {listing(hurt)} lower {metric} significantly")
+        parts.append(f"{listing(hurt)} significantly lower it, so these components matter")
     if len(helped):
-        parts.append(f"{listing(helped)} raise it significantly")
+        parts.append(f"{listing(helped)} significantly raise it")
     if len(neutral):
-        parts.append(f"{listing(neutral)} change it by at most {neutral['diff'].abs().max():.3f} "
-                     f"without a significant difference")
-    return (f"On {dataset} (all test conditions, Δ {metric} vs the full model, Holm-adjusted p < {ALPHA}): "
-            + "; ".join(parts) + ".")
+        parts.append(f"{listing(neutral)} make no significant difference")
+    return (f"On {dataset} (Δ {metric} vs the full model over all test conditions, Holm-adjusted p < {ALPHA}, "
+            f"{int(rows['n'].max())} paired values): " + "; ".join(parts) + ".")
 
 
 def fit_costs(res: DatasetResults, runs: list[str]) -> pd.DataFrame:
