@@ -124,8 +124,10 @@ def test_no_prior_gives_zero_prior_with_every_target_hidden(toy):
     assert inp.hidden_flag[0, GENES.index("G00")] == 1 and inp.hidden_flag[0, GENES.index("G01")] == 1
 
 
-def test_prior_only_predicts_the_prior_without_a_network(toy):
-    model = _fit(toy, network=False)
+def test_prior_only_predicts_the_prior_without_a_network(toy, tmp_path):
+    model = _fit(toy, network=False, val=VAL, log_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["calibration.json", "loss_curves.tsv"]  # rule outputs
+    assert json.loads((tmp_path / "calibration.json").read_text())["calibrated"] is False
     pred = model.predict(TEST)
     assert model.net is None and pred.logvar is None
     expected = np.stack([model.encoder.prior.prior(c, model.encoder.prior.hidden_at_prediction(c)) for c in TEST])

@@ -43,6 +43,7 @@ from typing import Any, Self
 import json
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 import torch
 
@@ -54,7 +55,7 @@ from perturbench.models.base import FitContext, Prediction
 from perturbench.models.calibration import SigmaCalibration, fit_calibration, gene_spread
 from perturbench.models.dual_stream_inputs import Encoder, PriorTable, edge_tensors, spectral_order
 from perturbench.models.dual_stream_net import DualStreamConfig, DualStreamNet, NetGraphs, NetInput
-from perturbench.models.train import Batch, save_training, train_network
+from perturbench.models.train import TERMS, Batch, save_training, train_network
 
 __all__ = ["DualStreamConfig", "DualStreamMambaModel"]
 
@@ -102,20 +103,25 @@ class DualStreamMambaModel:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(context.seed)
             self._build(train, context, rng)
-            if self.net is None:
-                return self
-            epochs = self._cell_batches if train.cells is not None else self._pseudobulk_batches
-            val = self._val_batches(context.val)
-            self.curves = train_network(
-                self.net, lambda epoch: epochs(train, rng), val, self.config, device=self._device
-            )
-        self.sigma = self._calibrate(train, context.val)
+            self.curves = pd.DataFrame(columns=["epoch", "split", "lr", *TERMS])  # no network: no epochs
+            if self.net is not None:
+                epochs = self._cell_batches if train.cells is not None else self._pseudobulk_batches
+                self.curves = train_network(self.net, lambda epoch: epochs(train, rng),
+                                            self._val_batches(context.val), self.config, device=self._device)
+        self.sigma = None if self.net is None else self._calibrate(train, context.val)
         if context.log_dir is not None:
-            save_training(context.log_dir, self.curves, self.net, self.config, self._checkpoint_meta())
-            record = {"calibrated": self.sigma is not None, "mode": self.config.calibration,
-                      **(self.sigma.record() if self.sigma is not None else {})}
-            write_text_atomic(Path(context.log_dir) / "calibration.json", json.dumps(record, indent=2) + "\n")
+            self._save(Path(context.log_dir))
         return self
+
+    def _save(self, log_dir: Path) -> None:
+        """Loss curves (header only without a network), checkpoint (with a network), calibration.json."""
+        if self.net is None:
+            write_text_atomic(log_dir / "loss_curves.tsv", self.curves.to_csv(sep="\t", index=False))
+        else:
+            save_training(log_dir, self.curves, self.net, self.config, self._checkpoint_meta())
+        record = {"calibrated": self.sigma is not None, "mode": self.config.calibration,
+                  **(self.sigma.record() if self.sigma is not None else {})}
+        write_text_atomic(log_dir / "calibration.json", json.dumps(record, indent=2) + "\n")
 
     def _calibrate(self, train: PerturbDataset, val: PerturbDataset | None) -> SigmaCalibration | None:
         """σ'² = a·σ² + b·s² + c·Δ̂² fitted on the validation conditions (None without any, or when off)."""
