@@ -22,6 +22,7 @@ BENCHMARKS = {
     "prepare_scale": "perturbench.bench.prepare_scale",
     "gears_vs_mamba": "perturbench.bench.gears_vs_mamba",
     "workflow_scale": "perturbench.bench.workflow_scale",
+    "sequence_cost": "perturbench.bench.sequence_cost",
 }
 
 
@@ -107,6 +108,12 @@ def _cmd_verdict(a: argparse.Namespace) -> None:
     from perturbench import pipeline
 
     pipeline.verdict(a.conditions, a.baselines, a.comparisons_out, a.stability_out, a.verdict_out)
+
+
+def _cmd_calibration(a: argparse.Namespace) -> None:
+    from perturbench.uncertainty import write_calibration_table
+
+    write_calibration_table(a.predictions, a.data_root, a.out)
 
 
 def _cmd_bench(a: argparse.Namespace) -> None:
@@ -219,6 +226,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--stability-out", type=Path, required=True)
     s.add_argument("--verdict-out", type=Path, required=True)
     s.set_defaults(func=_cmd_verdict)
+
+    s = sub.add_parser("calibration", help="σ calibration (NLL, interval coverage) of prediction files")
+    s.add_argument("--predictions", type=Path, nargs="*", default=[])
+    s.add_argument("--data-root", type=Path, required=True, help="results/{dataset}")
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=_cmd_calibration)
 
     s = sub.add_parser("bench", help="run a benchmark and write its figures")
     s.add_argument("name", choices=sorted(BENCHMARKS))

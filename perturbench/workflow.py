@@ -2,7 +2,8 @@
 
 The workflow config lists *model runs*: a run name (the ``{model}`` wildcard) mapping to a
 registered model and its hyper-parameters. :func:`model_runs` expands the ``d_state`` ablation
-into extra runs; :func:`runs_for` drops runs a dataset cannot support (cell-level models on
+and the component ablations (:data:`COMPONENTS`, runs ``dual_stream_mamba_<variant>``) into
+extra runs; :func:`runs_for` drops runs a dataset cannot support (cell-level models on
 pseudobulk-only sources).
 """
 
@@ -15,7 +16,19 @@ from perturbench.data.sources import source_spec
 from perturbench.errors import ConfigError
 from perturbench.models.registry import check_params, model_spec
 
-MAMBA = "dual_stream_mamba"  # the run the d_state ablation varies
+MAMBA = "dual_stream_mamba"  # the run the d_state and component ablations vary
+# component ablation → DualStreamConfig overrides (perturbench.models.dual_stream_net)
+COMPONENTS: dict[str, dict[str, Any]] = {
+    "attention": {"encoder": "attention"},  # transformer of the same width and depth over the same tokens
+    "no_encoder": {"encoder": "none"},  # no sequence encoder
+    "no_data_stream": {"data_stream": False},  # no VAE stream
+    "no_graphs": {"graphs": False},  # no graph convolutions
+    "no_prior": {"prior": "none"},  # the network predicts the whole change
+    "prior_only": {"network": False},  # the prior the network starts from, no network
+    "tokens16": {"n_tokens": 16},
+    "tokens256": {"n_tokens": 256},
+    "tokens_per_gene": {"n_tokens": "per_gene"},
+}
 
 
 def baseline_runs(config: dict[str, Any], dataset: str) -> list[str]:
@@ -42,10 +55,15 @@ def model_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     ablation = config.get("ablation", {})
     if ablation.get("enabled", False) and MAMBA in runs:
         base = runs[MAMBA]
-        for d_state in ablation["d_state"]:
-            runs[f"{MAMBA}_dstate{d_state}"] = {
+        variants = {f"dstate{d}": {"d_state": d} for d in ablation.get("d_state", [])}
+        for name in ablation.get("components", []):
+            if name not in COMPONENTS:
+                raise ValueError(f"config ablation.components: unknown variant {name!r}; known: {sorted(COMPONENTS)}")
+            variants[name] = COMPONENTS[name]
+        for name, override in variants.items():
+            runs[f"{MAMBA}_{name}"] = {
                 "model": base["model"],
-                "params": {**base["params"], "d_state": d_state},
+                "params": {**base["params"], **override},
                 "featuresets": ablation.get("featuresets", base["featuresets"]),
             }
     return runs
@@ -88,6 +106,11 @@ def check_model_runs(config: dict[str, Any]) -> None:
     a hyper-parameter its model does not have (or refuses)."""
     for run, spec in model_runs(config).items():
         check_params(spec["model"], spec["params"], where=f"models.{run}")
+
+
+def has_uncertainty(config: dict[str, Any], run: str) -> bool:
+    """Whether run ``run`` predicts σ (its model's ``uncertainty`` trait): it gets a calibration row."""
+    return model_spec(model_runs(config)[run]["model"]).uncertainty
 
 
 def writes_curves(config: dict[str, Any], run: str) -> bool:

@@ -120,7 +120,7 @@ def test_log_dir_gets_loss_curves_and_a_loadable_checkpoint(toy, tmp_path):
     assert ckpt["genes"] == GENES and ckpt["config"]["d_state"] == TINY["d_state"]
     fresh = type(model.net)(model.config, model.net._graphs())
     fresh.load_state_dict(ckpt["state_dict"])
-    assert sorted(p.name for p in (tmp_path / "log").iterdir()) == ["loss_curves.tsv", "model.pt"]
+    assert sorted(p.name for p in (tmp_path / "log").iterdir()) == ["calibration.json", "loss_curves.tsv", "model.pt"]
 
 
 def test_input_gradients_match_finite_differences(toy):
@@ -216,7 +216,7 @@ def test_unknown_hyper_parameter_is_rejected():
 
 
 def test_n_tokens_must_be_a_power_of_two():
-    with pytest.raises(ValueError, match="n_tokens must be a power of two, got 12"):
+    with pytest.raises(ValueError, match="n_tokens must be a power of two or 'per_gene', got 12"):
         DualStreamConfig(n_tokens=12)
 
 
@@ -231,12 +231,12 @@ def test_unknown_device_is_rejected(toy):
 
 
 def test_bad_gene_order_is_rejected():
-    with pytest.raises(ValueError, match="gene_order must be 'spectral' or 'dataset', got 'random'"):
+    with pytest.raises(ValueError, match=r"gene_order must be one of \('spectral', 'dataset'\), got 'random'"):
         DualStreamConfig(gene_order="random")
 
 
 def test_bad_fusion_is_rejected():
-    with pytest.raises(ValueError, match="fusion must be 'gate' or 'cross_attention', got 'sum'"):
+    with pytest.raises(ValueError, match=r"fusion must be one of \('gate', 'cross_attention'\), got 'sum'"):
         DualStreamConfig(fusion="sum")
 
 

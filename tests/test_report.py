@@ -108,11 +108,12 @@ def test_tables_show_exactly_the_summary_numbers(report, dataset):
 def test_sections_and_every_figure_are_embedded(report):
     html, parsed = parse(report / "report" / "sim.html")
     for anchor in ("card", "split", "results", "results-full", "results-no_mt", "figures", "learned",
-                   "featuresets", "variance", "splits", "recurrent", "attribution", "enrichment"):
+                   "featuresets", "variance", "splits", "recurrent", "attribution", "enrichment", "components",
+                   "calibration"):
         assert anchor in parsed.ids, anchor
     figures = re.findall(r"<figure id=\"([^\"]+)\">(.*?)</figure>", html, flags=re.DOTALL)
     assert [f for f, _ in figures] == ["fig-mse", "fig-loss", "fig-dstate", "fig-uncertainty", "fig-highlight",
-                                       "fig-l2", "fig-relative", "fig-spread", "fig-featuresets"]
+                                       "fig-l2", "fig-relative", "fig-spread", "fig-featuresets", "fig-calibration"]
     assert all(body.count(PNG_IMG) == 1 for _, body in figures)
     assert html.count(PNG_IMG) == len(figures)
     for src in parsed.sources:

@@ -44,7 +44,8 @@ def relocate_shared_paths(config_path: Path, out: Path) -> Path:
     return out
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "config.yaml", "norman.yaml", "norman_quick.yaml", "test.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "config.yaml", "norman.yaml", "norman_quick.yaml", "norman_components.yaml",
+                                  "test.yaml"])
 def test_every_config_builds_a_dag(tmp_path, name, shared_file):
     config = REPO / "workflow" / "config" / name
     if name.startswith("norman"):
@@ -93,6 +94,8 @@ def test_tiny_workflow_outputs_follow_the_contract(tmp_path):
     assert run["params"]["d_state"] == 16 and run["wall_s"] > 0
     assert (tmp_path / "results/sim_tiny/full/seed1/models/dual_stream_mamba/loss_curves.tsv").stat().st_size > 0
     assert (tmp_path / "results/sim_tiny/splits/seed1.json").exists()
+    calibration = pd.read_csv(tmp_path / "results/sim_tiny/calibration.tsv", sep="\t")
+    assert set(calibration["model"]) == {"dual_stream_mamba"} and set(calibration["calibrated"]) == {"no", "yes"}
 
 
 @pytest.mark.slow

@@ -68,3 +68,27 @@ def test_names_are_checked_against_the_registries():
     bad_fs = {**CONFIG, "models": {"mean": {"featuresets": ["no_ribo"]}}}
     with pytest.raises(ConfigError, match=r"^models\.mean\.featuresets: unknown feature set\(s\) \['no_ribo'\]"):
         check_config(bad_fs)
+
+
+def test_component_ablation_creates_named_runs_next_to_the_dstate_runs():
+    from pathlib import Path
+
+    import yaml
+
+    from perturbench.workflow import COMPONENTS
+
+    config = {**CONFIG, "ablation": {"enabled": True, "d_state": [4], "components": ["attention", "prior_only"],
+                                     "featuresets": ["full"]}}
+    runs = model_runs(config)
+    assert runs["dual_stream_mamba_attention"] == {
+        "model": "dual_stream_mamba", "params": {"epochs": 2, "encoder": "attention"}, "featuresets": ["full"]}
+    assert runs["dual_stream_mamba_prior_only"]["params"] == {"epochs": 2, "network": False}
+    assert "dual_stream_mamba_dstate4" in runs
+    schema = yaml.safe_load((Path(__file__).parents[1] / "workflow/config/schema.yaml").read_text())
+    assert schema["properties"]["ablation"]["properties"]["components"]["items"]["enum"] == list(COMPONENTS)
+
+
+def test_unknown_component_is_rejected():
+    config = {**CONFIG, "ablation": {"enabled": True, "components": ["no_mamba"]}}
+    with pytest.raises(ValueError, match="ablation.components: unknown variant 'no_mamba'"):
+        model_runs(config)

@@ -8,6 +8,7 @@ own the data module, the workflow's file layout or the device policy: what they 
 Prediction file format (``predictions/{model}.h5ad``): obs_names = predicted test conditions
 (canonical names), var_names = genes (the dataset's order), X = predicted mean expression on
 the truth's scale (float64, so a predicted change of exactly zero stays zero), optional ``layers['logvar']`` = per-gene predicted log-variance,
+optional ``layers['logvar_raw']`` = the log-variance before calibration on validation conditions,
 ``uns['model']`` = model name, ``uns['skipped']`` = condition → reason for test conditions the
 model could not predict (never silently dropped), ``uns['run']`` = the run record of
 :mod:`perturbench.provenance` (its ``params`` stored as JSON text, since h5ad holds no ``None``).
@@ -58,13 +59,16 @@ class Prediction:
     # importance of each gene for one output gene: {"output_gene": g, "genes": [...], "values": [...]}
     attribution: dict | None = None
     run: dict | None = None  # the run record (perturbench.provenance), when the workflow made the file
+    logvar_raw: np.ndarray | None = None  # (n_conditions, n_genes): log-variance before calibration, or None
 
     def __post_init__(self) -> None:
         shape = (len(self.conditions), len(self.genes))
         if self.mean.shape != shape:
             raise ValueError(f"{self.model}: prediction shape {self.mean.shape} != {shape}")
-        if self.logvar is not None and self.logvar.shape != shape:
-            raise ValueError(f"{self.model}: logvar shape {self.logvar.shape} != {shape}")
+        for name in ("logvar", "logvar_raw"):
+            value = getattr(self, name)
+            if value is not None and value.shape != shape:
+                raise ValueError(f"{self.model}: {name} shape {value.shape} != {shape}")
         if not np.all(np.isfinite(self.mean)):
             raise ValueError(f"{self.model}: non-finite predicted expression")
 
@@ -76,6 +80,8 @@ class Prediction:
         )
         if self.logvar is not None:
             adata.layers["logvar"] = self.logvar.astype(np.float32)
+        if self.logvar_raw is not None:
+            adata.layers["logvar_raw"] = self.logvar_raw.astype(np.float32)
         adata.uns["model"] = self.model
         adata.uns["skipped"] = dict(self.skipped)
         if self.attribution is not None:
@@ -93,7 +99,7 @@ class Prediction:
         for key in ("model",):
             if key not in adata.uns:
                 raise ValueError(f"{path}: prediction file lacks uns[{key!r}]")
-        logvar = np.asarray(adata.layers["logvar"]) if "logvar" in adata.layers else None
+        logvar, raw = (np.asarray(adata.layers[k]) if k in adata.layers else None for k in ("logvar", "logvar_raw"))
         return cls(
             model=str(adata.uns["model"]),
             conditions=list(adata.obs_names),
@@ -103,6 +109,7 @@ class Prediction:
             skipped={str(k): str(v) for k, v in dict(adata.uns.get("skipped", {})).items()},
             attribution=_read_attribution(adata.uns.get("attribution")),
             run=_read_run(adata.uns.get("run")),
+            logvar_raw=raw,
         )
 
 

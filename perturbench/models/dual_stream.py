@@ -21,27 +21,41 @@ condition has its own effect hidden from the prior (it would be the answer), and
 component of a combination is hidden with probability ``prior_dropout``, so the network learns the
 unseen-gene cases it meets at prediction time; the network is told which targets are hidden.
 
-Predictions: mean = control pseudobulk + predicted change; ``logvar`` = predicted per-gene
-log-variance. The perturbation vocabulary holds the measured genes, the GO graph's genes and the
+``prior="none"`` gives the network no prior (every target hidden, prior change 0);
+``network=False`` fits no network and predicts the prior alone (``prior_only``: unlike the ridge
+baseline, which gives a target unseen in training no effect, the prior gives it ``fill`` plus the
+self-effect on its own gene).
+
+Predictions: mean = control pseudobulk + predicted change; ``logvar`` = per-gene log-variance of
+the error of that mean, calibrated on the validation conditions
+(:mod:`perturbench.models.calibration`; the network's own ``log σ²`` is kept as ``logvar_raw``).
+The perturbation vocabulary holds the measured genes, the GO graph's genes and the
 training and validation targets; a target outside it contributes only the prior.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import fields
+from pathlib import Path
 from typing import Any, Self
 
+import json
+
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 import torch
 
 from perturbench.data.conditions import CTRL, canonical_condition, targets
 from perturbench.data.contract import PerturbDataset
 from perturbench.graphs import GeneGraph, coexpression_graph
+from perturbench.data.io import write_text_atomic
 from perturbench.models.base import FitContext, Prediction
+from perturbench.models.calibration import SigmaCalibration, fit_calibration, gene_spread
 from perturbench.models.dual_stream_inputs import Encoder, PriorTable, edge_tensors, spectral_order
 from perturbench.models.dual_stream_net import DualStreamConfig, DualStreamNet, NetGraphs, NetInput
-from perturbench.models.train import Batch, save_training, train_network
+from perturbench.models.train import TERMS, Batch, save_training, train_network
 
 __all__ = ["DualStreamConfig", "DualStreamMambaModel"]
 
@@ -72,6 +86,8 @@ class DualStreamMambaModel:
     def __init__(self, **params: Any):
         self.config = DualStreamConfig(**params)
         self.net: DualStreamNet | None = None
+        self.encoder: Encoder | None = None
+        self.sigma: SigmaCalibration | None = None
 
     # -- fit ----------------------------------------------------------------------------------
     def fit(self, train: PerturbDataset, *, context: FitContext) -> Self:
@@ -84,14 +100,34 @@ class DualStreamMambaModel:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(context.seed)
             self._build(train, context, rng)
-            epochs = self._cell_batches if train.cells is not None else self._pseudobulk_batches
-            val = self._val_batches(context.val)
-            self.curves = train_network(
-                self.net, lambda epoch: epochs(train, rng), val, self.config, device=self._device
-            )
+            self.curves = pd.DataFrame(columns=["epoch", "split", "lr", *TERMS])  # no network: no epochs
+            if self.net is not None:
+                epochs = self._cell_batches if train.cells is not None else self._pseudobulk_batches
+                self.curves = train_network(self.net, lambda epoch: epochs(train, rng),
+                                            self._val_batches(context.val), self.config, device=self._device)
+        self.sigma = None if self.net is None else self._calibrate(train, context.val)
         if context.log_dir is not None:
-            save_training(context.log_dir, self.curves, self.net, self.config, self._checkpoint_meta())
+            self._save(Path(context.log_dir))
         return self
+
+    def _save(self, log_dir: Path) -> None:
+        """Loss curves (header only without a network), checkpoint (with a network), calibration.json."""
+        if self.net is None:
+            write_text_atomic(log_dir / "loss_curves.tsv", self.curves.to_csv(sep="\t", index=False))
+        else:
+            save_training(log_dir, self.curves, self.net, self.config, self._checkpoint_meta())
+        record = {"calibrated": self.sigma is not None, "mode": self.config.calibration,
+                  **(self.sigma.record() if self.sigma is not None else {})}
+        write_text_atomic(log_dir / "calibration.json", json.dumps(record, indent=2) + "\n")
+
+    def _calibrate(self, train: PerturbDataset, val: PerturbDataset | None) -> SigmaCalibration | None:
+        """σ'² = a·σ² + b·s² + c·Δ̂² fitted on the validation conditions (None without any, or when off)."""
+        if self.config.calibration == "none" or val is None or not val.conditions:
+            return None
+        mean, logvar = self._predict_arrays(val.conditions)
+        spread = gene_spread(train.expression(train.conditions) - self.ctrl)
+        return fit_calibration(mean, logvar, val.expression(val.conditions), mean - self.ctrl, spread,
+                               mode=self.config.calibration)
 
     def _build(self, train: PerturbDataset, context: FitContext, rng: np.random.Generator) -> None:
         self.genes = train.genes
@@ -107,12 +143,16 @@ class DualStreamMambaModel:
         go = context.go_graph if context.go_graph is not None else coexpr
         seen = {g for ds in (train, context.val) if ds is not None for c in ds.conditions for g in targets(c)}
         vocab = tuple(sorted(set(self.genes) | set(go.genes) | seen))
+        self.encoder = Encoder(tuple(self.genes), vocab, self._prior(train, deltas))
+        if self.config.network:
+            self.net = DualStreamNet(self.config, self._graphs(coexpr, go, vocab)).to(self._device)
+
+    def _prior(self, train: PerturbDataset, deltas: np.ndarray) -> PriorTable:
         if self.config.prior == "ridge":
-            prior = PriorTable.ridge(train.conditions, deltas, self.genes, lam=self.config.prior_lambda)
-        else:
-            prior = PriorTable.from_deltas(train.conditions, deltas, self.genes)
-        self.encoder = Encoder(tuple(self.genes), vocab, prior)
-        self.net = DualStreamNet(self.config, self._graphs(coexpr, go, vocab)).to(self._device)
+            return PriorTable.ridge(train.conditions, deltas, self.genes, lam=self.config.prior_lambda)
+        if self.config.prior == "additive":
+            return PriorTable.from_deltas(train.conditions, deltas, self.genes)
+        return PriorTable.empty(self.genes)
 
     def _graphs(self, coexpr: GeneGraph, go: GeneGraph, vocab: tuple[str, ...]) -> NetGraphs:
         gene_edges, gene_weight = edge_tensors(coexpr, self.genes)
@@ -182,16 +222,27 @@ class DualStreamMambaModel:
 
     # -- predict ------------------------------------------------------------------------------
     def _check_ready(self, conditions: Sequence[str]) -> None:
-        if self.net is None:
+        if self.encoder is None:
             raise RuntimeError("dual_stream_mamba: predict/input_gradients called before fit")
         for c in conditions:
             if canonical_condition(c, where="dual_stream_mamba.predict") != c:
                 raise ValueError(f"dual_stream_mamba: condition {c!r} is not canonical")
 
-    @torch.no_grad()
     def predict(self, conditions: Sequence[str]) -> Prediction:
         conditions = list(conditions)
         self._check_ready(conditions)
+        if self.net is None:  # network=False: the prior alone, no uncertainty
+            prior = self._prediction_input(conditions).prior.numpy().reshape(len(conditions), len(self.genes))
+            return Prediction(self.name, conditions, list(self.genes), prior + self.ctrl)
+        mean, logvar = self._predict_arrays(conditions)
+        if self.sigma is None:
+            return Prediction(self.name, conditions, list(self.genes), mean, logvar)
+        calibrated = self.sigma.apply(logvar, mean - self.ctrl)
+        return Prediction(self.name, conditions, list(self.genes), mean, calibrated, logvar_raw=logvar)
+
+    @torch.no_grad()
+    def _predict_arrays(self, conditions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted mean expression and the network's raw log σ², both (C, G)."""
         self.net.eval()
         means, logvars = [], []
         for start in range(0, len(conditions), _PREDICT_BATCH):
@@ -200,9 +251,7 @@ class DualStreamMambaModel:
             means.append(mu.double().cpu().numpy() + self.ctrl)
             logvars.append(logvar.double().cpu().numpy())
         shape = (0, len(self.genes))
-        mean = np.vstack(means) if means else np.zeros(shape)
-        logvar = np.vstack(logvars) if logvars else np.zeros(shape)
-        return Prediction(self.name, conditions, list(self.genes), mean, logvar)
+        return (np.vstack(means) if means else np.zeros(shape)), (np.vstack(logvars) if logvars else np.zeros(shape))
 
     def input_gradients(self, condition: str, gene_index: int) -> np.ndarray:
         """∂ (predicted expression of gene ``gene_index`` under ``condition``) / ∂ (input expression
@@ -219,16 +268,19 @@ class DualStreamMambaModel:
 
     def _input_gradients(self, conditions: Sequence[str], gene_index: int) -> np.ndarray:
         """Per-condition input gradients, (n_conditions, n_genes): samples are independent in eval
-        mode, so one backward pass of Σ_b prediction[b, gene] gives every row."""
+        mode, so one backward pass of Σ_b prediction[b, gene] gives every row (zeros without a
+        network or without the data stream: only the data stream reads the input expression)."""
         self._check_ready(conditions)
         if not 0 <= gene_index < len(self.genes):
             raise IndexError(f"dual_stream_mamba: gene_index {gene_index!r} outside 0..{len(self.genes) - 1}")
+        if self.net is None:
+            return np.zeros((len(conditions), len(self.genes)))
         self.net.eval()
         inp = self._prediction_input(conditions).to(self._device, self._dtype)
         inp.x.requires_grad_(True)
         mu, _, _ = self.net(inp)
-        (grad,) = torch.autograd.grad(mu[:, gene_index].sum(), inp.x)
-        return grad.double().cpu().numpy()
+        (grad,) = torch.autograd.grad(mu[:, gene_index].sum(), inp.x, allow_unused=True)  # None: x unused
+        return np.zeros(tuple(inp.x.shape)) if grad is None else grad.double().cpu().numpy()
 
     @property
     def _dtype(self) -> torch.dtype:

@@ -79,6 +79,11 @@ class PriorTable:
                for i, c in enumerate(conditions)}
         return cls(base.genes, {g: w[j] for g, j in col.items()}, base.fill, base.self_effect, loo)
 
+    @classmethod
+    def empty(cls, genes: Sequence[str]) -> PriorTable:
+        """No prior (``prior="none"``): every target is hidden and the prior change is 0."""
+        return cls(tuple(genes), {}, np.zeros(len(genes)), 0.0)
+
     def hidden_at_prediction(self, condition: str) -> frozenset[str]:
         """Targets of ``condition`` with no per-gene effect (their prior share is ``fill``)."""
         return self.hidden_targets(condition, ())

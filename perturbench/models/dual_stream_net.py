@@ -10,9 +10,18 @@ Dual-Stream Mamba Neural Network") as a tree of ``nn.Module``s, every one built 
   genes (all, and those whose effect the prior lacks) are mapped by an MLP and added to every gene
   token (GEARS-style), the perturbed genes' own tokens get learned flags. Genes, in the configured
   order, are grouped ``⌈G/L⌉`` per token into ``L`` (a power of two) tokens, zero-padded at the
-  end, for a bidirectional Mamba encoder whose output is added back to the gene tokens.
+  end, for a bidirectional Mamba encoder whose output is added back to the gene tokens
+  (:mod:`perturbench.models.sequence`).
 - Fusion (gate or cross-attention) → a shared plus a per-gene linear readout of the change ``μ``
   (added to the prior change computed from training data) and of ``log σ²`` (Kendall & Gal 2017).
+
+Component ablations are configuration switches (:class:`DualStreamConfig`), each removing one part
+of the paper's architecture: ``encoder`` (``"attention"``: a transformer of the same width and depth
+over the same tokens; ``"none"``: no sequence encoder), ``data_stream=False`` (no VAE stream; the
+fusion passes the knowledge stream through), ``graphs=False`` (no graph convolution anywhere: the
+embeddings stay unpropagated and the data stream embeds each gene's inputs with one linear layer),
+``prior`` (``"none"``: the network predicts the whole change), ``n_tokens`` (token resolution, down
+to one gene per token) and ``network=False`` (the prior alone, see ``DualStreamMambaModel``).
 """
 
 from __future__ import annotations
@@ -25,11 +34,17 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import GCNConv, GraphConv
 
-from perturbench.models.scan import BiMambaEncoder, MambaStreamConfig, ScanBackend
+from perturbench.models.scan import MambaStreamConfig, ScanBackend
+from perturbench.models.sequence import TokenSequence
 
-_POSITIVE = ("d_model", "d_state", "d_conv", "expand", "n_layers", "n_tokens", "d_embed", "gnn_layers", "latent_dim",
-             "latent_tokens", "patience", "batch_size", "cell_batch_size", "passes_per_epoch")
+_POSITIVE = ("d_model", "d_state", "d_conv", "expand", "n_layers", "d_embed", "gnn_layers", "latent_dim",
+             "latent_tokens", "patience", "batch_size", "cell_batch_size", "passes_per_epoch", "attention_heads")
 CPU_CELLS_PER_EPOCH = 1024  # cells_per_epoch 'auto' on CPU: the default budget
+_CHOICES = {"gene_order": ("spectral", "dataset"), "fusion": ("gate", "cross_attention"),
+            "prior": ("additive", "ridge", "none"), "encoder": ("mamba", "attention", "none"),
+            "calibration": ("none", "scale", "select")}
+_SWITCHES = ("data_stream", "graphs", "network", "bidirectional")
+Encoder = Literal["mamba", "attention", "none"]
 
 
 @dataclass
@@ -43,9 +58,15 @@ class DualStreamConfig:
     expand: int = 2  # E: inner width ED = E·D
     n_layers: int = 1  # Mamba blocks per direction
     bidirectional: bool = True  # forward + reversed scan, summed
-    n_tokens: int = 64  # L: genes are grouped into L tokens (a power of two; the parallel scan pads to one)
+    n_tokens: int | Literal["per_gene"] = 64  # L: genes grouped into L tokens (a power of two), or one gene per token
     gene_order: Literal["spectral", "dataset"] = "spectral"  # Fiedler order of the co-expression graph, or as given
     scan_backend: ScanBackend = "auto"  # selective-scan backend (perturbench.models.scan)
+    # component ablations (module docstring): the paper's model is mamba / True / True / a prior / True
+    encoder: Encoder = "mamba"  # sequence encoder over the gene tokens: Mamba, attention of equal width, or none
+    attention_heads: int = 2  # heads of the attention encoder (must divide d_model)
+    data_stream: bool = True  # the VAE data stream; False: fusion passes the knowledge stream
+    graphs: bool = True  # graph convolutions over the co-expression and GO graphs
+    network: bool = True  # False: no network, predictions are the prior (the "prior_only" ablation)
     # graphs and embeddings
     d_embed: int = 16  # width of gene / perturbation embeddings and GCN features
     gnn_layers: int = 1  # GCNConv layers per graph
@@ -57,7 +78,8 @@ class DualStreamConfig:
     # fusion and output
     fusion: Literal["gate", "cross_attention"] = "gate"
     prior_dropout: float = 0.25  # training: chance a seen target's single effect is hidden from the prior
-    prior: Literal["additive", "ridge"] = "ridge"  # per-gene prior effects: ridge on every training condition, or singles only
+    # prior effects: ridge on every training condition, the training singles, or none
+    prior: Literal["additive", "ridge", "none"] = "ridge"
     prior_lambda: float = 0.1  # λ of the ridge prior
     # loss: w_mse·mean|y−μ|^(2+γ) + w_kl·KL + w_nll·mean(½ log σ² + (y−μ)²/(2σ²))
     w_mse: float = 1.0
@@ -78,6 +100,8 @@ class DualStreamConfig:
     autocast_bf16: bool = False  # CUDA only: forward pass and loss under torch.autocast(bfloat16)
     passes_per_epoch: int = 1  # pseudobulk training: passes over the training conditions per epoch
     head_init: float = 0.01  # std of the per-gene readout weights at initialisation (× 1/√d_embed)
+    # σ as an error bar of the predicted mean, fitted on validation conditions (perturbench.models.calibration)
+    calibration: Literal["none", "scale", "select"] = "select"
 
     def __post_init__(self) -> None:
         for name in _POSITIVE:
@@ -87,14 +111,7 @@ class DualStreamConfig:
             raise ValueError(f"DualStreamConfig.cells_per_epoch must be >= 1 or 'auto', got {self.cells_per_epoch!r}")
         if self.epochs < 0:
             raise ValueError(f"DualStreamConfig.epochs must be >= 0, got {self.epochs!r}")
-        if self.n_tokens & (self.n_tokens - 1):
-            raise ValueError(f"DualStreamConfig.n_tokens must be a power of two, got {self.n_tokens!r}")
-        if self.gene_order not in ("spectral", "dataset"):
-            raise ValueError(f"DualStreamConfig.gene_order must be 'spectral' or 'dataset', got {self.gene_order!r}")
-        if self.fusion not in ("gate", "cross_attention"):
-            raise ValueError(f"DualStreamConfig.fusion must be 'gate' or 'cross_attention', got {self.fusion!r}")
-        if self.prior not in ("additive", "ridge"):
-            raise ValueError(f"DualStreamConfig.prior must be 'additive' or 'ridge', got {self.prior!r}")
+        self._check_choices()
         if not self.prior_lambda > 0:
             raise ValueError(f"DualStreamConfig.prior_lambda must be > 0, got {self.prior_lambda!r}")
         if not 0.0 <= self.prior_dropout <= 1.0:
@@ -109,6 +126,21 @@ class DualStreamConfig:
         else:
             wanted = int(self.cells_per_epoch)
         return min(wanted, n_train_cells)
+
+    def _check_choices(self) -> None:
+        tokens = self.n_tokens
+        if tokens != "per_gene" and (isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1
+                                     or tokens & (tokens - 1)):
+            raise ValueError(f"DualStreamConfig.n_tokens must be a power of two or 'per_gene', got {tokens!r}")
+        for name, allowed in _CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"DualStreamConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        for name in _SWITCHES:
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"DualStreamConfig.{name} must be true or false, got {getattr(self, name)!r}")
+        if self.encoder == "attention" and self.d_model % self.attention_heads:
+            raise ValueError(f"DualStreamConfig.attention_heads ({self.attention_heads}) must divide "
+                             f"d_model ({self.d_model})")
 
     def mamba(self) -> MambaStreamConfig:
         return MambaStreamConfig(
@@ -177,7 +209,9 @@ class DataStream(nn.Module):
     def __init__(self, config: DualStreamConfig, n_genes: int):
         super().__init__()
         e, k, z = config.d_embed, config.latent_tokens, config.latent_dim
-        self.convs = _gcn_stack(2, e, config.gnn_layers, root=True)
+        # graphs=False: each gene's inputs embedded on their own, W[x_g, prior_g] + b
+        self.convs = _gcn_stack(2, e, config.gnn_layers, root=True) if config.graphs else None
+        self.embed = None if config.graphs else nn.Linear(2, e)
         self.pool = nn.Parameter(torch.randn(n_genes, k) / math.sqrt(n_genes))
         self.encoder = nn.Sequential(nn.Linear(k * e, 2 * z), nn.ReLU(), nn.Linear(2 * z, 2 * z))
         self.decoder = nn.Sequential(nn.Linear(z, k * e), nn.ReLU(), nn.Linear(k * e, k * e))
@@ -186,7 +220,10 @@ class DataStream(nn.Module):
 
     def forward(self, inp: NetInput, graphs: NetGraphs) -> tuple[Tensor, Tensor, Tensor]:
         feats = torch.stack([inp.x, inp.prior], dim=-1)  # (B, G, 2)
-        h = _propagate(self.convs, feats, graphs.gene_edges, graphs.gene_weight)  # (B, G, e)
+        if self.convs is None:
+            h = torch.relu(self.embed(feats))  # (B, G, e)
+        else:
+            h = _propagate(self.convs, feats, graphs.gene_edges, graphs.gene_weight)  # (B, G, e)
         pooled = torch.einsum("bge,gk->bke", h, self.pool)  # (B, K, e)
         mu, logvar = self.encoder(pooled.flatten(1)).chunk(2, dim=-1)  # (B, z), (B, z)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu  # (B, z)
@@ -197,22 +234,20 @@ class DataStream(nn.Module):
 
 
 class KnowledgeStream(nn.Module):
-    """Graph-propagated gene and perturbation embeddings → injected gene tokens → bidirectional Mamba."""
+    """Graph-propagated gene and perturbation embeddings → injected gene tokens → sequence encoder
+    (``encoder="none"``: none; ``graphs=False``: the embeddings are used unpropagated)."""
 
     def __init__(self, config: DualStreamConfig, graphs: NetGraphs):
         super().__init__()
         e = config.d_embed
-        self.n_tokens = min(config.n_tokens, 1 << max(graphs.n_genes - 1, 0).bit_length())
-        self.per_token = math.ceil(graphs.n_genes / self.n_tokens)  # genes per token
         self.gene_table = nn.Parameter(torch.randn(graphs.n_genes, e))
         self.pert_table = nn.Parameter(0.01 * torch.randn(graphs.n_vocab, e))  # untrained targets stay near 0
-        self.gene_convs = _gcn_stack(e, e, config.gnn_layers)
-        self.pert_convs = _gcn_stack(e, e, config.gnn_layers)
+        depth = config.gnn_layers if config.graphs else 0  # no layers: _propagate is the identity
+        self.gene_convs = _gcn_stack(e, e, depth)
+        self.pert_convs = _gcn_stack(e, e, depth)
         self.inject = nn.Sequential(nn.Linear(2 * e, e), nn.ReLU(), nn.Linear(e, e))
         self.flags = nn.Parameter(torch.randn(2, e))  # target gene, target hidden from the prior
-        self.tokenize = nn.Linear(self.per_token * e, config.d_model)
-        self.encoder = BiMambaEncoder(config.mamba())
-        self.detokenize = nn.Linear(config.d_model, self.per_token * e)
+        self.sequence = None if config.encoder == "none" else TokenSequence(config, graphs.n_genes)
 
     def forward(self, inp: NetInput, graphs: NetGraphs) -> Tensor:
         genes = _propagate(self.gene_convs, self.gene_table, graphs.gene_edges, graphs.gene_weight)  # (G, e)
@@ -220,15 +255,7 @@ class KnowledgeStream(nn.Module):
         p = torch.cat([inp.pert @ perts, inp.hidden @ perts], dim=-1)  # (B, 2e)
         flags = torch.stack([inp.target_flag, inp.hidden_flag], dim=-1) @ self.flags  # (B, G, e)
         h = genes + self.inject(p)[:, None, :] + flags  # (B, G, e)
-        return h + self._mamba(h, graphs.order)  # (B, G, e)
-
-    def _mamba(self, h: Tensor, order: Tensor) -> Tensor:
-        b, g, e = h.shape
-        pad = self.n_tokens * self.per_token - g
-        seq = nn.functional.pad(h[:, order], (0, 0, 0, pad))  # (B, L·g', e), genes in sequence order
-        tokens = self.tokenize(seq.reshape(b, self.n_tokens, self.per_token * e))  # (B, L, D)
-        out = self.detokenize(self.encoder(tokens)).reshape(b, -1, e)[:, :g]  # (B, G, e) in sequence order
-        return torch.empty_like(out).index_copy_(1, order, out)  # (B, G, e) in gene order
+        return h if self.sequence is None else h + self.sequence(h, graphs.order)  # (B, G, e)
 
 
 class GateFusion(nn.Module):
@@ -257,6 +284,7 @@ class CrossAttentionFusion(nn.Module):
         return self.norm(know + data_genes + mixed)  # (B, G, e)
 
 
+_FUSIONS = {"gate": GateFusion, "cross_attention": CrossAttentionFusion}
 _LOGVAR_BOUND = 10.0  # |log σ²| < 10: genes with exactly-zero errors (dropouts) cannot drive σ² → 0
 _GRAPH_TENSORS = ("gene_edges", "gene_weight", "pert_edges", "pert_weight", "order")
 
@@ -269,9 +297,9 @@ class DualStreamNet(nn.Module):
         self.n_genes, self.n_vocab = graphs.n_genes, graphs.n_vocab
         for name in _GRAPH_TENSORS:
             self.register_buffer(name, getattr(graphs, name))
-        self.data = DataStream(config, graphs.n_genes)
+        self.data = DataStream(config, graphs.n_genes) if config.data_stream else None
         self.knowledge = KnowledgeStream(config, graphs)
-        self.fusion = GateFusion(config) if config.fusion == "gate" else CrossAttentionFusion(config)
+        self.fusion = None if self.data is None else _FUSIONS[config.fusion](config)
         g, e = graphs.n_genes, config.d_embed
         self.head_shared = nn.Linear(e, 2)  # readout shared by all genes (μ, log σ²)
         self.head_weight = nn.Parameter(config.head_init * torch.randn(2, g, e) / math.sqrt(e))  # per-gene readouts
@@ -282,9 +310,12 @@ class DualStreamNet(nn.Module):
 
     def forward(self, inp: NetInput) -> tuple[Tensor, Tensor, Tensor]:
         graphs = self._graphs()
-        data_genes, data_tokens, kl = self.data(inp, graphs)  # (B, G, e), (B, K, e), ()
         know = self.knowledge(inp, graphs)  # (B, G, e)
-        fused = self.fusion(know, data_genes, data_tokens)  # (B, G, e)
+        if self.data is None:
+            fused, kl = know, know.new_zeros(())  # (B, G, e), (): no data stream, no KL term
+        else:
+            data_genes, data_tokens, kl = self.data(inp, graphs)  # (B, G, e), (B, K, e), ()
+            fused = self.fusion(know, data_genes, data_tokens)  # (B, G, e)
         own = torch.einsum("bge,sge->bsg", fused, self.head_weight) + self.head_bias  # (B, 2, G)
         out = own + self.head_shared(fused).transpose(1, 2)  # (B, 2, G)
         logvar = _LOGVAR_BOUND * torch.tanh(out[:, 1] / _LOGVAR_BOUND)  # (B, G), soft-bounded

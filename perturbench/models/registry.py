@@ -11,6 +11,7 @@ report and the contract test read instead of lists of names:
 - ``reads_cells``: its fit reads ``train.cells`` when there are cells (every other model is fitted
   from the pseudobulk alone, so its job never loads the cells);
 - ``training_curves``: writes ``loss_curves.tsv`` into ``FitContext.log_dir``;
+- ``uncertainty``: predicts a per-gene σ (``layers['logvar']``), so it gets a calibration row;
 - ``extra``: the optional dependency group it needs (``pip install -e '.[extra]'``);
 - ``quick_params``: hyper-parameters for a seconds-long smoke run (the contract test).
 
@@ -43,6 +44,7 @@ class ModelSpec:
     needs_cells: bool = False
     reads_cells: bool = False
     training_curves: bool = False
+    uncertainty: bool = False
     extra: str | None = None
     quick_params: dict[str, Any] = field(default_factory=dict)
 
@@ -63,7 +65,7 @@ _BUILTIN = (
     ModelSpec("gears", "baselines.gears_model:GEARSModel", "learned", needs_cells=True, reads_cells=True,
               extra="gears", quick_params={"epochs": 1, "hidden_size": 8}),
     ModelSpec("dual_stream_mamba", "perturbench.models.dual_stream:DualStreamMambaModel", "learned",
-              reads_cells=True, training_curves=True, quick_params={"epochs": 1, "d_model": 8}),
+              reads_cells=True, training_curves=True, uncertainty=True, quick_params={"epochs": 1, "d_model": 8}),
 )
 
 

@@ -25,7 +25,7 @@ def build_report(results: Path, out: Path, *, config: dict) -> None:
     ``datasets`` key every ``results/*/summary.tsv`` is reported). Raises :class:`ReportError`
     naming the missing file when the results tree is incomplete.
     """
-    from perturbench.report import figure_sections, learned, sections, verdict_sections
+    from perturbench.report import components, figure_sections, learned, sections, verdict_sections
     from perturbench.report.loaders import dataset_names, go_table_path, go_terms_path, load_results
     from perturbench.report.render import render_page
 
@@ -46,6 +46,7 @@ def build_report(results: Path, out: Path, *, config: dict) -> None:
             "results": sections.results_section(res), "figures": figure_sections.figures_section(res),
             "learned": learned.learned_section(res, go_table_path(results, name, config),
                                                go_terms_path(results, config)),
+            "components": components.components_section(res),
         }
         render_page("dataset.html.j2", out.parent / f"{name}.html", **page)
         overview.append({"name": name, "page": f"{name}.html", "card": page["card"], "models": res.models,

@@ -69,7 +69,7 @@ def loss_curves(res: DatasetResults) -> dict:
                "the validation conditions. Validation mse is what early stopping and the learning-rate schedule "
                "follow; a validation curve that rises while training falls means over-fitting.")
     seed = res.seeds[0]
-    curves = {run: c for run in res.models if (c := res.loss_curves(res.primary, seed, run)) is not None}
+    curves = {run: c for run in res.models if (c := res.loss_curves(res.primary, seed, run)) is not None and not c.empty}  # prior_only: no epochs
     if not curves:
         return block("fig-loss", title, caption, missing="not available: no Mamba run wrote loss_curves.tsv")
     terms = list(dict.fromkeys(t for c in curves.values() for t in c["term"]))

@@ -199,3 +199,21 @@ def featureset_bars(rows: pd.DataFrame, *, metrics: Sequence[str], featuresets: 
         ax.grid(axis="y", alpha=0.3)
     axes[0, -1].legend(title="feature set", fontsize=8, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return fig
+
+
+def calibration_before_after(nominal: np.ndarray, empirical: Mapping[str, np.ndarray]) -> Figure:
+    """Empirical vs nominal central-interval coverage; ``empirical``: {"no": before, "yes": after}."""
+    fig, axes = _figure(3.6, width=5.0)
+    ax = axes[0, 0]
+    ax.plot([0, 1], [0, 1], color="0.5", linestyle=":", label="perfect calibration")
+    styles = {"no": ("before calibration (network σ)", "--"), "yes": ("after calibration on validation", "-")}
+    for flag, values in empirical.items():
+        label, line = styles[flag]
+        ax.plot(nominal, values, marker="o", linestyle=line, color="C0", label=label)
+    ax.set_xlabel("nominal coverage of μ ± zσ")
+    ax.set_ylabel("empirical coverage (test conditions)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return fig

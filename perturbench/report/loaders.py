@@ -31,6 +31,7 @@ from perturbench.data.store import load_dataset
 from perturbench.errors import PerturbenchError
 from perturbench.evaluate import RUN_COLUMNS, SUMMARY_COLUMNS
 from perturbench.models.base import Prediction
+from perturbench.models.registry import registered
 from perturbench.cell_split import CellSplit, read_any_manifest
 from perturbench.report.analyses import BASELINES
 from perturbench.splits import Split
@@ -137,6 +138,13 @@ class DatasetResults:
             if pred is not None and pred.run is not None:
                 return pred.run
         return None
+
+    def uncertainty_runs(self) -> list[str]:
+        """Runs whose registered model predicts σ (the ``uncertainty`` trait), in model order."""
+        runs = model_runs(self.config) if self.config.get("models") else {}
+        specs = registered()
+        return [m for m in self.models
+                if (spec := specs.get(runs.get(m, {}).get("model", m))) is not None and spec.uncertainty]
 
     def dstate_runs(self) -> dict[str, int]:
         """The d_state ablation, run → d_state, read from the run records: the largest set of runs

@@ -6,6 +6,7 @@ from perturbench.workflow import (
     baseline_runs,
     check_config,
     go_table,
+    has_uncertainty,
     model_runs,
     runs_for,
     writes_curves,
@@ -51,12 +52,24 @@ def metrics_files(dataset):
     ]
 
 
+def mamba_predictions(dataset):
+    """Prediction files of the runs that predict σ, for the calibration table."""
+    return [
+        f"results/{dataset}/{featureset}/seed{seed}/predictions/{model}.h5ad"
+        for featureset in config["featuresets"]
+        for seed in config["seeds"]
+        for model in runs_for(config, dataset, featureset)
+        if has_uncertainty(config, model)
+    ]
+
+
 def all_outputs():
     out = expand(
         "results/{dataset}/{table}.tsv",
         dataset=DATASETS,
         table=["summary", "comparisons", "rank_stability", "verdict"],
     )
+    out += [f"results/{d}/calibration.tsv" for d in DATASETS if mamba_predictions(d)]
     if config.get("report", {}).get("enabled", False):
         out.append("results/report/index.html")
     return out
