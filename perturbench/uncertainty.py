@@ -17,6 +17,7 @@ import pandas as pd
 
 from perturbench.data.io import atomic_path
 from perturbench.data.store import load_dataset
+from perturbench.errors import ConfigError
 from perturbench.models.base import Prediction
 from perturbench.report.analyses import calibration
 
@@ -29,7 +30,7 @@ def calibration_rows(prediction_path: Path, data_root: Path) -> list[dict]:
     """Rows of one prediction file ``<data_root>/{featureset}/seed{seed}/predictions/{model}.h5ad``."""
     match = _PREDICTION_PATH.search(Path(prediction_path).as_posix())
     if match is None:
-        raise ValueError(f"{prediction_path}: not a prediction path "
+        raise ConfigError(f"{prediction_path}: not a prediction path "
                          ".../{featureset}/seed{seed}/predictions/{model}.h5ad")
     pred = Prediction.read(prediction_path)
     if pred.logvar is None or not pred.conditions:

@@ -1,4 +1,10 @@
-BENCHMARKS = ["baselines_speed", "mamba_cost", "prepare_scale", "gears_vs_mamba", "sequence_cost"]
+BENCHMARKS = [
+    "baselines_speed",
+    "mamba_cost",
+    "prepare_scale",
+    "gears_vs_mamba",
+    "sequence_cost",
+]
 # long: the k562 preset end to end (~1 h on 2 cores); `snakemake results/bench/workflow_scale.tsv`
 LONG_BENCHMARKS = ["workflow_scale"]
 
