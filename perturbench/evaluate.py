@@ -216,6 +216,16 @@ def noise_ceiling(
     return pd.DataFrame(rows, columns=columns)
 
 
+def split_half_means(
+    x: np.ndarray | sp.spmatrix, idx: np.ndarray, *, seed: int, key: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean rows of ``x`` over the two halves of cells ``idx`` (⌊n/2⌋ and the rest, n ≥ 2), split by
+    ``default_rng([seed, crc32(key)])`` as :func:`noise_ceiling` does."""
+    perm = np.random.default_rng([seed, zlib.crc32(key.encode())]).permutation(idx)
+    half = idx.size // 2
+    return _row_mean(x[np.sort(perm[:half])]), _row_mean(x[np.sort(perm[half:])])
+
+
 def _split_half(
     x: np.ndarray | sp.spmatrix, idx: np.ndarray, ctrl: np.ndarray, de: np.ndarray, *, seed: int, key: str
 ) -> tuple[float, float, float, float]:
@@ -223,9 +233,7 @@ def _split_half(
     nan = float("nan")
     if idx.size < 2:
         return nan, nan, nan, nan
-    perm = np.random.default_rng([seed, zlib.crc32(key.encode())]).permutation(idx)
-    half = idx.size // 2
-    a, b = _row_mean(x[np.sort(perm[:half])]), _row_mean(x[np.sort(perm[half:])])
+    a, b = split_half_means(x, idx, seed=seed, key=key)
     r = pearson_r(a - ctrl, b - ctrl)
     r_full = 2 * r / (1 + r) if r > -1 else nan
     mse_half = float(np.mean((a[de] - b[de]) ** 2)) if de.size else nan

@@ -65,6 +65,15 @@ class GIConfig:
     seed: int = 1000  # Theil–Sen pair sampling (GEARS's random_state)
 
 
+def gi_config(params: Mapping[str, object]) -> GIConfig:
+    """:class:`GIConfig` from the config's ``interactions`` mapping; unknown keys are an error."""
+    known = set(GIConfig.__dataclass_fields__)
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ValueError(f"interactions: unknown key(s) {unknown}; known: {sorted(known)}")
+    return GIConfig(**params)
+
+
 def _weiszfeld_step(px: np.ndarray, py: np.ndarray, x_old: np.ndarray) -> np.ndarray:
     """One modified Weiszfeld step (Vardi & Zhang 2000) towards the spatial median of the points
     (px_i, py_i); points within machine epsilon of ``x_old`` get weight 0 and pull ``x_old`` in."""

@@ -59,3 +59,28 @@ def runs_for(config: dict[str, Any], dataset: str, featureset: str | None = None
 
 def is_mamba(config: dict[str, Any], run: str) -> bool:
     return model_runs(config)[run]["model"] == MAMBA
+
+
+def interaction_datasets(config: dict[str, Any]) -> list[str]:
+    """Datasets the genetic-interaction analysis runs on: all when ``interactions.enabled``, except
+    simulated ones whose preset (with its params) plants no two-gene conditions."""
+    if not config.get("interactions", {}).get("enabled", False):
+        return []
+    from perturbench.data.simconfig import SIMULATION_PRESETS
+
+    out = []
+    for name, spec in config["datasets"].items():
+        if spec["source"] == "simulated":
+            preset = SIMULATION_PRESETS.get(spec.get("preset", "demo"))
+            combos = spec.get("params", {}).get("n_combos", preset.n_combos if preset else 1)
+            if combos == 0:
+                continue
+        out.append(name)
+    return out
+
+
+def interaction_featuresets(config: dict[str, Any]) -> list[str]:
+    """Feature sets of the interaction analysis (``interactions.featuresets``, default ``[full]``),
+    restricted to the configured ones."""
+    wanted = config.get("interactions", {}).get("featuresets", ["full"])
+    return [f for f in config["featuresets"] if f in wanted]

@@ -1,6 +1,12 @@
 import json
 
-from perturbench.workflow import is_mamba, model_runs, runs_for
+from perturbench.workflow import (
+    interaction_datasets,
+    interaction_featuresets,
+    is_mamba,
+    model_runs,
+    runs_for,
+)
 
 DATASETS = list(config["datasets"])
 RUNS = model_runs(config)
@@ -46,6 +52,9 @@ def metrics_files(dataset):
 
 def all_outputs():
     out = expand("results/{dataset}/summary.tsv", dataset=DATASETS)
+    out += expand(
+        "results/{dataset}/interactions.tsv", dataset=interaction_datasets(config)
+    )
     if config.get("report", {}).get("enabled", False):
         out.append("results/report/index.html")
     return out
