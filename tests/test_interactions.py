@@ -174,3 +174,14 @@ def test_norman_published_fits_agree_with_our_truth_side(shared_file, tmp_path):
     assert len(both) >= 110
     assert spearmanr(both["magnitude"], both["coef_norm"])[0] >= 0.75
     assert spearmanr(both["magnitude"], both["ts_norm"])[0] >= 0.75
+
+
+def test_top_genes_regresses_on_the_genes_the_singles_move(rng):
+    a, b = np.zeros(200), np.zeros(200)
+    a[:5], b[3:8] = rng.normal(3, 1, 5), rng.normal(-3, 1, 5)
+    double = 2 * (a + b)
+    double[8:] = rng.normal(size=192)  # noise where the singles do nothing
+    p = gi_parameters(a, b, double, cfg=GIConfig(top_genes=8), with_dcor=False)
+    assert p["magnitude"] == pytest.approx(2 * np.sqrt(2)) and p["corr_fit"] == pytest.approx(1.0)
+    assert p["deviation"] == pytest.approx(np.sqrt(np.mean((double - a - b) ** 2)))  # all genes
+    assert gi_parameters(a, b, double, cfg=CFG, with_dcor=False)["corr_fit"] < 0.99

@@ -50,6 +50,22 @@ def metrics_files(dataset):
     ]
 
 
+def interaction_predictions(dataset):
+    return [
+        f"results/{dataset}/{featureset}/seed{seed}/predictions/{model}.h5ad"
+        for featureset in interaction_featuresets(config)
+        for seed in config["seeds"]
+        for model in runs_for(config, dataset, featureset)
+    ]
+
+
+def interaction_planted(wildcards):
+    spec = config["datasets"][wildcards.dataset]
+    if spec["source"] == "simulated":
+        return f"results/{wildcards.dataset}/raw/perturb_processed.h5ad"
+    return []
+
+
 def all_outputs():
     out = expand("results/{dataset}/summary.tsv", dataset=DATASETS)
     out += expand(

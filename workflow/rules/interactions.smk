@@ -1,19 +1,3 @@
-def interaction_predictions(dataset):
-    return [
-        f"results/{dataset}/{featureset}/seed{seed}/predictions/{model}.h5ad"
-        for featureset in interaction_featuresets(config)
-        for seed in config["seeds"]
-        for model in runs_for(config, dataset, featureset)
-    ]
-
-
-def interaction_planted(wildcards):
-    spec = config["datasets"][wildcards.dataset]
-    if spec["source"] == "simulated":
-        return f"results/{wildcards.dataset}/raw/perturb_processed.h5ad"
-    return []
-
-
 rule interactions:
     input:
         data=lambda w: expand(
