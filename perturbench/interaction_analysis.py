@@ -5,9 +5,9 @@
 - model side: the same on each run's predicted doubles Δ̂_AB, regressed on the *measured* singles;
 - noise level of double k's deviation from additivity: ν_k = √(s_AB² + s_A² + s_B²), s_j the
   RMS over genes of the standard error of condition j's mean, from split halves a, b of its cells
-  (n_a + n_b = n): s_j² = (1/G) Σ_g (a_g − b_g)² · n_a n_b / n². Without cells the noise is
-  unknown and ν_k = the median true deviation over the dataset's doubles (``noise_source``
-  ``median``: the upper half of the doubles count as interacting);
+  (n_a + n_b = n): s_j² = (1/G) Σ_g (a_g − b_g)² · n_a n_b / n², or from a pseudobulk table's
+  replicate layers. Without either the noise is unknown and ν_k = the median true deviation over
+  the dataset's doubles (``noise_source`` ``median``: the upper half of the doubles interact);
 - metrics per test subgroup and ``all`` (:func:`perturbench.interaction_metrics.interaction_metrics`),
   plus recall per planted interaction type when the dataset is simulated.
 """
@@ -40,7 +40,14 @@ def measured_deltas(ds: PerturbDataset) -> tuple[dict[str, np.ndarray], dict[str
 
 
 def condition_noise(ds: PerturbDataset, conditions: list[str], *, seed: int = 0) -> dict[str, float] | None:
-    """s_j per condition from split halves of its cells (module docstring); None without cells."""
+    """s_j per condition from split halves of its cells (module docstring), else from the
+    pseudobulk's replicate layers (halves of unknown size, taken as equal: s_j² = mean (a − b)² / 4);
+    None without either."""
+    layers = ds.pseudobulk.layers
+    if ds.cells is None and "replicate1" in layers and "replicate2" in layers:
+        rows = ds.pseudobulk.obs_names.get_indexer(conditions)
+        diff = np.asarray(layers["replicate1"])[rows] - np.asarray(layers["replicate2"])[rows]
+        return dict(zip(conditions, np.sqrt(np.mean(diff**2, axis=1) / 4).tolist()))
     if ds.cells is None:
         return None
     labels = ds.cells.obs["condition"].astype(str).to_numpy()

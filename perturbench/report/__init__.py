@@ -3,7 +3,7 @@
 Every asset is inline (CSS in ``<style>``, figures as base64 PNG ``data:`` URIs), so the pages
 open from disk or an e-mail attachment with no network access. Layout of a dataset page:
 1. dataset card, 2. split card, 3. results tables per feature set (with noise ceiling and paired
-Wilcoxon tests), 4. figures, 5. what the models learned. Pure analyses live in
+Wilcoxon tests), 4. figures, 5. what the models learned, 6. genetic interactions. Pure analyses live in
 :mod:`perturbench.report.analyses`.
 """
 
@@ -25,7 +25,7 @@ def build_report(results: Path, out: Path, *, config: dict) -> None:
     ``datasets`` key every ``results/*/summary.tsv`` is reported). Raises :class:`ReportError`
     naming the missing file when the results tree is incomplete.
     """
-    from perturbench.report import figure_sections, learned, sections
+    from perturbench.report import figure_sections, interactions_section, learned, sections
     from perturbench.report.loaders import dataset_names, go_table_path, load_results
     from perturbench.report.render import render_page
 
@@ -42,6 +42,7 @@ def build_report(results: Path, out: Path, *, config: dict) -> None:
             "card": sections.dataset_card(res), "split": sections.split_card(res),
             "results": sections.results_section(res), "figures": figure_sections.figures_section(res),
             "learned": learned.learned_section(res, go_table_path(results, name, config)),
+            "interactions": interactions_section.interactions_section(res),
         }
         render_page("dataset.html.j2", out.parent / f"{name}.html", **page)
         overview.append({"name": name, "page": f"{name}.html", "card": page["card"], "models": res.models,

@@ -1,6 +1,9 @@
 rule report:
     input:
         summaries=expand("results/{dataset}/summary.tsv", dataset=DATASETS),
+        interactions=expand(
+            "results/{dataset}/interactions.tsv", dataset=interaction_datasets(config)
+        ),
     output:
         index=report(
             "results/report/index.html",
