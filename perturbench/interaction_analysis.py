@@ -120,13 +120,15 @@ def run_curve(truth: pd.DataFrame, pred: pd.DataFrame, test: list[str]) -> pd.Da
 
 def read_planted(path: str | Path) -> pd.Series:
     """The simulator's planted interaction type per canonical double, from ``uns['interactions']``."""
-    import h5py
-    from anndata.io import read_elem
+    import anndata as ad
 
-    with h5py.File(path, "r") as fh:
-        if "uns/interactions" not in fh:
-            raise ValueError(f"{path}: uns['interactions'] missing (not a simulated dataset?)")
-        table = read_elem(fh["uns/interactions"])
+    raw = ad.read_h5ad(path, backed="r")
+    try:
+        table = raw.uns.get("interactions")
+    finally:
+        raw.file.close()
+    if table is None:
+        raise ValueError(f"{path}: uns['interactions'] missing (not a simulated dataset?)")
     return pd.Series([str(t) for t in table["type"]], index=[str(c) for c in table["condition"]], name="planted")
 
 
