@@ -75,3 +75,13 @@ def test_replicate_errors(tmp_path: Path, table: Path) -> None:
     del plain.layers["replicate1"]
     with pytest.raises(EvaluationError, match=r"pseudobulk lacks layers \['replicate1'\]"):
         replicate_noise_ceiling(plain, ["A"])
+
+
+def test_replicate_layers_survive_prepare_and_feature_sets(table: Path, tmp_path: Path) -> None:
+    from perturbench import pipeline
+    from perturbench.data.store import load_dataset
+
+    pipeline.prepare("t", {"source": "pseudobulk", "path": str(table)}, tmp_path / "prepared", inputs=[])
+    pipeline.featureset(tmp_path / "prepared", "no_mt", tmp_path / "no_mt")
+    pb = load_dataset(tmp_path / "no_mt", with_cells=False).pseudobulk
+    np.testing.assert_allclose(pb[["B"]].layers["replicate1"][0], HALF_A["B"])
