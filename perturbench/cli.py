@@ -116,6 +116,12 @@ def _cmd_calibration(a: argparse.Namespace) -> None:
     write_calibration_table(a.predictions, a.data_root, a.out)
 
 
+def _cmd_interactions(a: argparse.Namespace) -> None:
+    from perturbench import pipeline
+
+    pipeline.interactions(a.predictions, a.splits, a.params, a.out_dir, planted=a.planted)
+
+
 def _cmd_bench(a: argparse.Namespace) -> None:
     import importlib
 
@@ -232,6 +238,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--data-root", type=Path, required=True, help="results/{dataset}")
     s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=_cmd_calibration)
+
+    s = sub.add_parser("interactions", help="genetic-interaction parameters and metrics of prediction files")
+    s.add_argument("--predictions", type=Path, nargs="+", required=True)
+    s.add_argument("--splits", type=Path, nargs="+", required=True)
+    s.add_argument("--params", type=_json, default={}, help="GIConfig fields as JSON")
+    s.add_argument("--planted", type=_optional_path, default=None, help="simulated raw h5ad with uns['interactions']")
+    s.add_argument("--out-dir", type=Path, required=True)
+    s.set_defaults(func=_cmd_interactions)
 
     s = sub.add_parser("bench", help="run a benchmark and write its figures")
     s.add_argument("name", choices=sorted(BENCHMARKS))

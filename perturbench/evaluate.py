@@ -5,7 +5,8 @@
   subgroup, metric, value``) per model run, every metric of :data:`perturbench.metrics.METRICS`.
 - :func:`summarize`: mean and percentile-bootstrap 95% CI per (featureset, model, subgroup,
   metric), pooled over seeds and conditions, plus the subgroup ``all``.
-- :func:`noise_ceiling`: split-half reproducibility of each condition's measured response.
+- :func:`noise_ceiling`: split-half reproducibility of each condition's measured response
+  (:func:`replicate_noise_ceiling`: the same from a pseudobulk table's replicate layers).
 - :func:`paired_wilcoxon`: paired test of two models on the conditions/seeds they share.
 """
 
@@ -224,6 +225,16 @@ def noise_ceiling(
     return pd.DataFrame(rows, columns=columns)
 
 
+def split_half_means(
+    x: np.ndarray | sp.spmatrix, idx: np.ndarray, *, seed: int, key: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean rows of ``x`` over the two halves of cells ``idx`` (⌊n/2⌋ and the rest, n ≥ 2), split by
+    ``default_rng([seed, crc32(key)])`` as :func:`noise_ceiling` does."""
+    perm = np.random.default_rng([seed, zlib.crc32(key.encode())]).permutation(idx)
+    half = idx.size // 2
+    return _row_mean(x[np.sort(perm[:half])]), _row_mean(x[np.sort(perm[half:])])
+
+
 def _split_half(
     x: np.ndarray | sp.spmatrix, idx: np.ndarray, ctrl: np.ndarray, de: np.ndarray, *, seed: int, key: str
 ) -> tuple[float, float, float, float]:
@@ -231,13 +242,47 @@ def _split_half(
     nan = float("nan")
     if idx.size < 2:
         return nan, nan, nan, nan
-    perm = np.random.default_rng([seed, zlib.crc32(key.encode())]).permutation(idx)
-    half = idx.size // 2
-    a, b = _row_mean(x[np.sort(perm[:half])]), _row_mean(x[np.sort(perm[half:])])
+    a, b = split_half_means(x, idx, seed=seed, key=key)
+    return _half_stats(a, b, ctrl, de)
+
+
+def _half_stats(a: np.ndarray, b: np.ndarray, ctrl: np.ndarray, de: np.ndarray) -> tuple[float, float, float, float]:
+    """(r_half, r_full, mse_de20_half, mse_de20_floor) of two half pseudobulks (:func:`noise_ceiling`)."""
+    nan = float("nan")
     r = pearson_r(a - ctrl, b - ctrl)
     r_full = 2 * r / (1 + r) if r > -1 else nan
     mse_half = float(np.mean((a[de] - b[de]) ** 2)) if de.size else nan
     return r, float(r_full), mse_half, mse_half / 4
+
+
+def replicate_noise_ceiling(
+    pseudobulk: ad.AnnData, conditions: Sequence[str], *, de_genes: Mapping[str, Sequence[str]] | None = None
+) -> pd.DataFrame:
+    """:func:`noise_ceiling` from split-half replicate means stored in a pseudobulk table.
+
+    Layers ``replicate1`` and ``replicate2`` (conditions × genes, :mod:`perturbench.data.tables`)
+    are the halves a, b; c is the pseudobulk ``ctrl`` row (the mean of its halves). Same formulas
+    and columns as :func:`noise_ceiling`; ``n_cells`` is ``obs['n_cells']`` (0 = unknown).
+    """
+    missing = [k for k in ("replicate1", "replicate2") if k not in pseudobulk.layers]
+    if missing:
+        raise EvaluationError(f"replicate_noise_ceiling: pseudobulk lacks layers {missing}")
+    absent = [c for c in conditions if c not in pseudobulk.obs_names]
+    if absent:
+        raise EvaluationError(f"replicate_noise_ceiling: conditions not in the pseudobulk: {list(absent)[:5]}")
+    rows_of = {c: i for i, c in enumerate(pseudobulk.obs_names)}
+    x = np.asarray(pseudobulk.X.toarray() if sp.issparse(pseudobulk.X) else pseudobulk.X, dtype=np.float64)
+    a, b = (np.asarray(pseudobulk.layers[k], dtype=np.float64) for k in ("replicate1", "replicate2"))
+    ctrl = x[rows_of[CTRL]]
+    pos = {g: i for i, g in enumerate(pseudobulk.var_names)}
+    n_cells = pseudobulk.obs["n_cells"] if "n_cells" in pseudobulk.obs else pd.Series(0, index=pseudobulk.obs_names)
+    rows = []
+    for cond in conditions:
+        de = np.array([pos[g] for g in (de_genes or {}).get(cond, []) if g in pos], dtype=np.int64)
+        i = rows_of[cond]
+        rows.append((cond, int(n_cells.iloc[i]), *_half_stats(a[i], b[i], ctrl, de)))
+    columns = ["condition", "n_cells", "r_half", "r_full", "mse_de20_half", "mse_de20_floor"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def paired_wilcoxon(table: pd.DataFrame, *, model: str, reference: str, metric: str) -> tuple[float, float, int]:

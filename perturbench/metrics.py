@@ -246,6 +246,101 @@ def rank_score(x: ConditionArrays) -> float:
     return float(np.sum(others <= dist[x.index]) / (n_test - 1))
 
 
+# -- DE-set metrics as cell-eval computes them -------------------------------------------------
+# DE genes here are ranked by |Δ|, Δ = t − c (true) and Δ̂ = p − c (predicted): for pseudobulk
+# sources that *is* the dataset's DE ranking; for cell sources it ranks the pseudobulk change, not
+# scanpy's t-test (``de20`` keeps the t-test genes). Top-N takes the N largest (N capped at G,
+# ties to the earlier gene).
+
+
+def _top_abs(v: np.ndarray, n: int) -> np.ndarray:
+    return np.argsort(-np.abs(v), kind="stable")[: min(n, v.size)]
+
+
+def _overlap_at(x: ConditionArrays, n: int) -> float:
+    """|T_N ∩ P_N| / N, T_N = top-N genes by |t − c|, P_N = top-N by |p − c|."""
+    true, pred = _top_abs(x.truth - x.ctrl, n), _top_abs(x.pred - x.ctrl, n)
+    return float(np.intersect1d(true, pred).size / true.size)
+
+
+def _precision_at(x: ConditionArrays, n: int) -> float:
+    """|P_N ∩ S| / N, P_N = top-N by |p − c|, S = the condition's DE genes (``de20``); NaN when S is empty."""
+    if x.de20.size == 0:
+        return NAN
+    pred = _top_abs(x.pred - x.ctrl, n)
+    return float(np.intersect1d(pred, x.de20).size / pred.size)
+
+
+def overlap_at_20(x: ConditionArrays) -> float:
+    """|T_20 ∩ P_20| / 20: T_20 the 20 genes with the largest |t − c|, P_20 those with the largest |p − c|.
+
+    cell-eval ``overlap_at_N`` with every gene significant, ranked by |log fold-change|.
+    """
+    return _overlap_at(x, 20)
+
+
+def overlap_at_100(x: ConditionArrays) -> float:
+    """|T_100 ∩ P_100| / 100 (as :func:`overlap_at_20` with N = 100)."""
+    return _overlap_at(x, 100)
+
+
+def precision_at_20(x: ConditionArrays) -> float:
+    """|P_20 ∩ S| / 20: P_20 the 20 genes with the largest |p − c|, S the condition's DE genes (de20).
+
+    cell-eval ``precision_at_N`` with S as the true significant genes and every predicted gene
+    significant; NaN when S is empty.
+    """
+    return _precision_at(x, 20)
+
+
+def precision_at_100(x: ConditionArrays) -> float:
+    """|P_100 ∩ S| / 100 (as :func:`precision_at_20`; at most |S|/100 = 0.2 with 20 DE genes)."""
+    return _precision_at(x, 100)
+
+
+def de_direction_match(x: ConditionArrays) -> float:
+    """(1/20) Σ_{g∈T_20} 1[sign(p_g − c_g) = sign(t_g − c_g)], T_20 = top-20 genes by |t − c|.
+
+    cell-eval ``de_direction_match`` with T_20 as the significant genes. Equals
+    :func:`direction_de20` when de20 is the top-|Δ| set (pseudobulk sources).
+    """
+    g = _top_abs(x.truth - x.ctrl, 20)
+    return float(np.mean(np.sign(x.pred[g] - x.ctrl[g]) == np.sign(x.truth[g] - x.ctrl[g])))
+
+
+def de_spearman_lfc(x: ConditionArrays) -> float:
+    """Spearman ρ of (p_g − c_g) vs (t_g − c_g) over g ∈ T_20 (top-20 by |t − c|); average ranks.
+
+    cell-eval ``de_spearman_lfc_sig`` with T_20 as the significant genes; NaN when the predicted
+    change is constant on T_20 (e.g. the control baseline).
+    """
+    g = _top_abs(x.truth - x.ctrl, 20)
+    return pearson_r(_ranks(x.pred[g] - x.ctrl[g]), _ranks(x.truth[g] - x.ctrl[g]))
+
+
+def _ranks(v: np.ndarray) -> np.ndarray:
+    """Average ranks (1-based; ties share their mean rank)."""
+    order = np.argsort(v, kind="stable")
+    ranks = np.empty(v.size)
+    ranks[order] = np.arange(1, v.size + 1)
+    _, inverse = np.unique(v, return_inverse=True)
+    return np.bincount(inverse, weights=ranks)[inverse] / np.bincount(inverse)[inverse]
+
+
+def discrimination_l1(x: ConditionArrays) -> float:
+    """1 − #{j ≠ i : ‖T_j − p‖₁ ≤ ‖T_i − p‖₁} / n, T = ``all_truths``, i = ``index``, n test conditions.
+
+    cell-eval's ``discrimination_score_l1`` (1 best, ≈0.5 random): L1 distances between effects,
+    (T_j − c) − (p − c) = T_j − p. Relation to :func:`rank_score` (L2, rank / (n − 1), lower is
+    better): with the same distance and no ties, discrimination = 1 − rank_score·(n − 1)/n.
+    cell-eval also drops the target gene's column for single perturbations; here every gene
+    counts, and ties count against the prediction.
+    """
+    dist = np.abs(x.all_truths - x.pred).sum(axis=1)
+    others = np.delete(dist, x.index)
+    return float(1.0 - np.sum(others <= dist[x.index]) / x.all_truths.shape[0])
+
+
 @dataclass(frozen=True)
 class Metric:
     """A registered metric: ``fn`` maps one :class:`ConditionArrays` to a float."""
@@ -269,6 +364,14 @@ _REGISTERED = (
     Metric("direction_de20", "fraction of top-20 DE genes moved the true way", "higher", direction_de20),
     Metric("pearson_delta_pertref", "Pearson r of delta vs mean train perturbation", "higher", pearson_delta_pertref),
     Metric("rank_score", "rank of the truth among test truths by distance, / (n-1)", "lower", rank_score),
+    Metric("overlap_at_20", "overlap of top-20 true and predicted genes by |delta|", "higher", overlap_at_20),
+    Metric("overlap_at_100", "overlap of top-100 true and predicted genes by |delta|", "higher", overlap_at_100),
+    Metric("precision_at_20", "fraction of top-20 predicted genes by |delta| that are DE", "higher", precision_at_20),
+    Metric("precision_at_100", "fraction of top-100 predicted genes by |delta| that are DE", "higher", precision_at_100),
+    Metric("de_direction_match", "sign agreement of delta on the true top-20 genes", "higher", de_direction_match),
+    Metric("de_spearman_lfc", "Spearman of predicted vs true delta, true top-20 genes", "higher", de_spearman_lfc),
+    Metric("discrimination_l1", "1 - rank of the truth among test truths by L1 distance / n", "higher",
+           discrimination_l1),
 )
 METRICS: dict[str, Metric] = {m.name: m for m in _REGISTERED}
 

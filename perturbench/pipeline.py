@@ -7,6 +7,7 @@ interrupted job never leaves a file Snakemake would take as finished.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ import pandas as pd
 from perturbench.data.io import atomic_path, write_text_atomic
 from perturbench.data.store import dataset_folder, load_dataset, save_dataset
 from perturbench.errors import ConfigError
+
+_PREDICTION_PATH = re.compile(r"(?P<featureset>[^/]+)/seed(?P<seed>\d+)/predictions/(?P<model>[^/]+)\.h5ad$")
 
 
 def log(msg: str) -> None:
@@ -255,3 +258,56 @@ def verdict(conditions: Path, baselines: list[str], comparisons_out: Path, stabi
                        (vd.verdicts(comp), verdict_out)):
         with atomic_path(out) as tmp:
             frame.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+
+
+def _write_tsv(frame: pd.DataFrame, out: Path) -> None:
+    with atomic_path(out) as tmp:
+        frame.to_csv(tmp, sep="\t", index=False, float_format="%.8g")
+
+
+def interactions(
+    predictions: list[Path], splits: list[Path], params: dict[str, Any], out_dir: Path, *, planted: Path | None
+) -> None:
+    """Genetic-interaction tables of every prediction file (layout ``{featureset}/seed{seed}/predictions/``).
+
+    Writes ``out_dir/interactions.tsv`` (featureset, model, seed, subgroup, metric, value; model
+    ``truth`` = the measured doubles, seed 0), ``interaction_params.tsv`` (per double and run) and
+    ``interaction_curve.tsv`` (detection curves). Method: :mod:`perturbench.interaction_analysis`.
+    """
+    from perturbench import interaction_analysis as gi
+    from perturbench.interactions import gi_config
+    from perturbench.models.base import Prediction
+    from perturbench.splits import read_manifest
+
+    cfg = gi_config(params)
+    tests = {m.seed: m.test for m in map(read_manifest, splits)}
+    planted_types = gi.read_planted(planted) if planted else None
+    metrics, tables, curves, truths = [], [], [], {}
+    for path in predictions:
+        match = _PREDICTION_PATH.search(Path(path).as_posix())
+        if match is None:
+            raise ConfigError(f"{path}: not a prediction path .../{{featureset}}/seed{{seed}}/predictions/{{model}}.h5ad")
+        fs, seed, model = match["featureset"], int(match["seed"]), match["model"]
+        if fs not in truths:
+            ds = load_dataset(Path(path).parents[2])
+            truths[fs] = (ds, gi.truth_table(ds, cfg))
+            metrics += [(fs, gi.TRUTH, 0, *row) for row in gi.truth_rows(truths[fs][1], planted_types)]
+            tables.append(truths[fs][1].reset_index().assign(featureset=fs, model=gi.TRUTH, seed=0))
+        ds, truth = truths[fs]
+        pred = gi.model_table(ds, Prediction.read(path), cfg)
+        rows = gi.run_metrics(truth, pred, tests[seed], cfg=cfg, planted=planted_types)
+        metrics += [(fs, model, seed, *row) for row in rows]
+        tables.append(pred.reset_index().assign(featureset=fs, model=model, seed=seed))
+        curves.append(gi.run_curve(truth, pred, list(tests[seed])).assign(featureset=fs, model=model, seed=seed))
+        log(f"interactions {fs}/seed{seed}/{model}: {len(pred)} doubles")
+    _write_interaction_outputs(metrics, tables, curves, out_dir)
+
+
+def _write_interaction_outputs(metrics: list, tables: list, curves: list, out_dir: Path) -> None:
+    columns = ["featureset", "model", "seed", "subgroup", "metric", "value"]
+    _write_tsv(pd.DataFrame(metrics, columns=columns), out_dir / "interactions.tsv")
+    lead = ["featureset", "model", "seed", "condition"]
+    params = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=lead)
+    _write_tsv(params[lead + [c for c in params.columns if c not in lead]], out_dir / "interaction_params.tsv")
+    curve = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=["n_called", "tpr", "fdp"])
+    _write_tsv(curve, out_dir / "interaction_curve.tsv")

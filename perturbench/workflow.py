@@ -94,6 +94,7 @@ def check_config(config: dict[str, Any]) -> None:
     named += [(f"models.{run}.featuresets", (spec or {}).get("featuresets") or [])
               for run, spec in config["models"].items()]
     named.append(("ablation.featuresets", config.get("ablation", {}).get("featuresets") or []))
+    named.append(("interactions.featuresets", config.get("interactions", {}).get("featuresets") or []))
     for where, names in named:
         unknown = [name for name in names if name not in FEATURE_SETS]
         if unknown:
@@ -140,3 +141,31 @@ def baseline_runs(config: dict[str, Any], dataset: str) -> list[str]:
     ``ridge_no_intercept``): the candidates for the verdict's reference."""
     runs = model_runs(config)
     return [r for r in runs_for(config, dataset) if model_spec(runs[r]["model"]).kind in ("control", "baseline")]
+
+
+def interaction_datasets(config: dict[str, Any]) -> list[str]:
+    """Datasets the genetic-interaction analysis runs on: all when ``interactions.enabled``, except
+    cell-split datasets and simulated ones whose preset (with its params) plants no two-gene
+    conditions."""
+    if not config.get("interactions", {}).get("enabled", False):
+        return []
+    from perturbench.data.simconfig import SIMULATION_PRESETS
+
+    out = []
+    for name, spec in config["datasets"].items():
+        if spec.get("split", {}).get("kind") == "cells":  # every condition trains: no unseen doubles
+            continue
+        if spec["source"] == "simulated":
+            preset = SIMULATION_PRESETS.get(spec.get("preset", "demo"))
+            combos = spec.get("params", {}).get("n_combos", preset.n_combos if preset else 1)
+            if combos == 0:
+                continue
+        out.append(name)
+    return out
+
+
+def interaction_featuresets(config: dict[str, Any]) -> list[str]:
+    """Feature sets of the interaction analysis (``interactions.featuresets``, default ``[full]``),
+    restricted to the configured ones."""
+    wanted = config.get("interactions", {}).get("featuresets", ["full"])
+    return [f for f in config["featuresets"] if f in wanted]

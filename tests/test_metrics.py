@@ -175,6 +175,8 @@ def test_registry():
     assert set(METRICS) == {
         "l2_top1000", "rmse", "mse", "pearson", "pearson_delta", "pearson_delta_top1000", "pearson_delta_de20",
         "mse_de20", "mse_de20_nondropout", "direction_de20", "pearson_delta_pertref", "rank_score",
+        "overlap_at_20", "overlap_at_100", "precision_at_20", "precision_at_100", "de_direction_match",
+        "de_spearman_lfc", "discrimination_l1",
     }
     descriptions = [m.description for m in METRICS.values()]
     assert len(set(descriptions)) == len(descriptions)

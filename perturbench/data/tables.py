@@ -20,6 +20,10 @@ such as log fold-changes (*delta-only*).
 - No NaN/inf values, no duplicate condition or gene names.
 - ``obs['n_cells']`` is 0 ("unknown") for TSV/parquet tables and h5ad files without it.
 - DE genes (``uns['de20']``): the 20 genes with the largest ``|x_c − x_ctrl|``.
+- Optional split-half replicates (for a noise ceiling without cells): TSV/parquet tables with a
+  ``replicate`` column holding 1 and 2 give two rows per condition, the means of two halves of its
+  cells (the condition's value is their average); h5ad files give them as layers ``replicate1``
+  and ``replicate2``. Either way they become pseudobulk layers ``replicate1`` / ``replicate2``.
 
 :func:`norman_npz_to_pseudobulk` converts the Norman 2019 log fold-change archive
 (``norman2019_pseudobulk_lfc.npz``) into such an h5ad (delta-only, ``ctrl`` row of zeros).
@@ -42,6 +46,7 @@ from perturbench.data.de import annotate_de
 from perturbench.data.io import write_h5ad_atomic
 
 _DE_KEYS = ("de20", "de20_nondropout", "de_ranking")
+REPLICATE_LAYERS = ("replicate1", "replicate2")  # pseudobulk layers of split-half replicate means
 _NPZ_KEYS = ("lfc_s", "sing_labels", "lfc_d", "doub_labels", "genes_hvg")
 
 
@@ -55,6 +60,7 @@ class _Table:
     where: str  # the field holding the condition names, for messages
     n_cells: np.ndarray | None = None
     uns: dict = field(default_factory=dict)
+    halves: tuple[np.ndarray, np.ndarray] | None = None  # split-half replicate means, rows as x
 
 
 def _numeric(frame: pd.DataFrame, genes: list[str], source: str) -> np.ndarray:
@@ -78,11 +84,33 @@ def _from_frame(frame: pd.DataFrame, columns: list[str], source: str) -> _Table:
         raise DatasetError(
             f"{source}: columns: a column has no name (written with its index? use index=False)"
         )
-    genes = [c for c in columns if c != "condition"]
+    genes = [c for c in columns if c not in ("condition", "replicate")]
     frame = frame.set_axis(range(len(columns)), axis=1)
-    gene_cols = [i for i, c in enumerate(columns) if c != "condition"]
+    gene_cols = [i for i, c in enumerate(columns) if c not in ("condition", "replicate")]
     conditions = frame[columns.index("condition")].astype(str).tolist()
-    return _Table(conditions, genes, _numeric(frame[gene_cols], genes, source), "column 'condition'")
+    table = _Table(conditions, genes, _numeric(frame[gene_cols], genes, source), "column 'condition'")
+    if "replicate" in columns:
+        return _replicate_table(table, frame[columns.index("replicate")].astype(str).tolist(), source)
+    return table
+
+
+def _replicate_table(table: _Table, replicate: list[str], source: str) -> _Table:
+    """Two rows per condition (replicate 1 and 2) → one row, their mean, with the halves kept."""
+    bad = sorted({r for r in replicate if r not in ("1", "2")})
+    if bad:
+        raise DatasetError(f"{source}: column 'replicate': values {bad[:5]} (expected 1 and 2)")
+    rows: dict[str, dict[str, int]] = {}
+    for i, (cond, rep) in enumerate(zip(table.conditions, replicate)):
+        if rep in rows.setdefault(cond, {}):
+            raise DatasetError(f"{source}: column 'replicate': condition {cond!r} has replicate {rep} twice")
+        rows[cond][rep] = i
+    lacking = [c for c, r in rows.items() if len(r) != 2]
+    if lacking:
+        raise DatasetError(f"{source}: column 'replicate': conditions without both replicates 1 and 2: {lacking[:5]}")
+    conds = list(rows)
+    a = table.x[[rows[c]["1"] for c in conds]]
+    b = table.x[[rows[c]["2"] for c in conds]]
+    return _Table(conds, table.genes, (a + b) / 2, table.where, halves=(a, b))
 
 
 def _read_tsv(path: Path, source: str) -> _Table:
@@ -107,7 +135,14 @@ def _read_h5ad(path: Path) -> _Table:
     n_cells = adata.obs["n_cells"].to_numpy() if "n_cells" in adata.obs else None
     uns = {k: adata.uns[k] for k in _DE_KEYS if k in adata.uns}
     where = "obs['condition']" if by_column else "obs_names"
-    return _Table(conditions, list(map(str, adata.var_names)), x.astype(np.float64), where, n_cells, uns)
+    halves = None
+    if "replicate1" in adata.layers and "replicate2" in adata.layers:
+        halves = tuple(np.asarray(_dense_layer(adata.layers[k]), dtype=np.float64) for k in REPLICATE_LAYERS)
+    return _Table(conditions, list(map(str, adata.var_names)), x.astype(np.float64), where, n_cells, uns, halves)
+
+
+def _dense_layer(x) -> np.ndarray:
+    return x.toarray() if sp.issparse(x) else np.asarray(x)
 
 
 def _read(path: Path, source: str) -> _Table:
@@ -168,6 +203,11 @@ def _dataset(table: _Table, *, name: str, source: str, delta_only: bool | None) 
         var=pd.DataFrame(index=table.genes),
     )
     pb.uns.update(table.uns)
+    if table.halves is not None:
+        for layer, half in zip(REPLICATE_LAYERS, table.halves):
+            if not np.all(np.isfinite(half)):
+                raise DatasetError(f"{source}: {layer}: NaN or inf in replicate values")
+            pb.layers[layer] = half[rows]
     ds = PerturbDataset(name, pb, None, ctrl_zero if delta_only is None else delta_only, source, {})
     ds.meta["targets_missing_from_genes"] = ds.targets_missing_from_genes()
     return annotate_de(ds)

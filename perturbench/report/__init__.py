@@ -3,7 +3,8 @@
 Every asset is inline (CSS in ``<style>``, figures as base64 PNG ``data:`` URIs), so the pages
 open from disk or an e-mail attachment with no network access. Layout of a dataset page:
 the verdict table, 1. dataset card, 2. split card, 3. results tables per feature set (with noise
-ceiling and Holm-corrected paired tests), 4. rank stability, 5. figures, 6. what the models learned. Pure analyses live in
+ceiling and Holm-corrected paired tests), 4. rank stability, 5. figures, 6. what the models learned,
+the dual-stream components, 7. genetic interactions. Pure analyses live in
 :mod:`perturbench.report.analyses`.
 """
 
@@ -25,7 +26,7 @@ def build_report(results: Path, out: Path, *, config: dict) -> None:
     ``datasets`` key every ``results/*/summary.tsv`` is reported). Raises :class:`ReportError`
     naming the missing file when the results tree is incomplete.
     """
-    from perturbench.report import components, figure_sections, learned, sections, verdict_sections
+    from perturbench.report import components, figure_sections, interactions_section, learned, sections, verdict_sections
     from perturbench.report.loaders import dataset_names, go_table_path, go_terms_path, load_results
     from perturbench.report.render import render_page
 
@@ -47,6 +48,7 @@ def build_report(results: Path, out: Path, *, config: dict) -> None:
             "learned": learned.learned_section(res, go_table_path(results, name, config),
                                                go_terms_path(results, config)),
             "components": components.components_section(res),
+            "interactions": interactions_section.interactions_section(res),
         }
         render_page("dataset.html.j2", out.parent / f"{name}.html", **page)
         overview.append({"name": name, "page": f"{name}.html", "card": page["card"], "models": res.models,

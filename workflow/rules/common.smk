@@ -7,6 +7,8 @@ from perturbench.workflow import (
     check_config,
     go_table,
     has_uncertainty,
+    interaction_datasets,
+    interaction_featuresets,
     model_runs,
     runs_for,
     writes_curves,
@@ -63,6 +65,22 @@ def mamba_predictions(dataset):
     ]
 
 
+def interaction_predictions(dataset):
+    return [
+        f"results/{dataset}/{featureset}/seed{seed}/predictions/{model}.h5ad"
+        for featureset in interaction_featuresets(config)
+        for seed in config["seeds"]
+        for model in runs_for(config, dataset, featureset)
+    ]
+
+
+def interaction_planted(wildcards):
+    spec = config["datasets"][wildcards.dataset]
+    if spec["source"] == "simulated":
+        return f"results/{wildcards.dataset}/raw/perturb_processed.h5ad"
+    return []
+
+
 def all_outputs():
     out = expand(
         "results/{dataset}/{table}.tsv",
@@ -70,6 +88,9 @@ def all_outputs():
         table=["summary", "comparisons", "rank_stability", "verdict"],
     )
     out += [f"results/{d}/calibration.tsv" for d in DATASETS if mamba_predictions(d)]
+    out += expand(
+        "results/{dataset}/interactions.tsv", dataset=interaction_datasets(config)
+    )
     if config.get("report", {}).get("enabled", False):
         out.append("results/report/index.html")
     return out

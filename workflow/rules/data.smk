@@ -109,8 +109,8 @@ rule featureset:
 
 rule split:
     input:
-        "results/{dataset}/prepared/pseudobulk.h5ad",
-        "results/{dataset}/prepared/cells.h5ad",
+        data="results/{dataset}/prepared/pseudobulk.h5ad",
+        cells="results/{dataset}/prepared/cells.h5ad",
     output:
         "results/{dataset}/splits/seed{seed}.json",
     log:
@@ -122,7 +122,7 @@ rule split:
     params:
         split=lambda w: split_json(w.dataset),
     shell:
-        "perturbench split --data-dir {input:q} --dataset {wildcards.dataset} "
+        "perturbench split --data-dir {input.data:q} --dataset {wildcards.dataset} "
         "--seed {wildcards.seed} --params {params.split:q} --out {output:q} 2> {log:q}"
 
 

@@ -7,6 +7,9 @@ rule report:
             table=["comparisons", "rank_stability", "verdict"],
         ),
         go_terms=config.get("go", {}).get("terms") or [],
+        interactions=expand(
+            "results/{dataset}/interactions.tsv", dataset=interaction_datasets(config)
+        ),
     output:
         index=report(
             "results/report/index.html",
