@@ -33,6 +33,7 @@ from scipy.spatial.distance import cdist
 from scipy.stats import spearmanr
 
 from perturbench.data.conditions import targets
+from perturbench.errors import ConfigError
 
 NAN = float("nan")
 GI_CLASSES = ("neomorphism", "epistasis", "synergy", "suppression", "additive")
@@ -77,7 +78,7 @@ def gi_config(params: Mapping[str, object]) -> GIConfig:
     known = set(GIConfig.__dataclass_fields__)
     unknown = sorted(set(params) - known)
     if unknown:
-        raise ValueError(f"interactions: unknown key(s) {unknown}; known: {sorted(known)}")
+        raise ConfigError(f"interactions: unknown key(s) {unknown}; known: {sorted(known)}")
     return GIConfig(**params)
 
 

@@ -58,7 +58,7 @@ def model_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         variants = {f"dstate{d}": {"d_state": d} for d in ablation.get("d_state", [])}
         for name in ablation.get("components", []):
             if name not in COMPONENTS:
-                raise ValueError(f"config ablation.components: unknown variant {name!r}; known: {sorted(COMPONENTS)}")
+                raise ConfigError(f"config ablation.components: unknown variant {name!r}; known: {sorted(COMPONENTS)}")
             variants[name] = COMPONENTS[name]
         for name, override in variants.items():
             runs[f"{MAMBA}_{name}"] = {

@@ -23,6 +23,7 @@ import pandas as pd
 
 from perturbench.data.contract import PerturbDataset
 from perturbench.data.io import write_h5ad_atomic, write_text_atomic
+from perturbench.errors import ConfigError
 
 PSEUDOBULK = "pseudobulk.h5ad"
 CELLS = "cells.h5ad"
@@ -101,13 +102,13 @@ def _read_cells(folder: Path) -> ad.AnnData | None:
         ref = json.loads((folder / CELLS_REF).read_text())
         path, genes = folder / ref["cells"], list(ref["genes"])
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"{folder / CELLS_REF}: cannot read the cells reference ({err})") from None
+        raise ConfigError(f"{folder / CELLS_REF}: cannot read the cells reference ({err})") from None
     if not path.exists():
-        raise ValueError(f"{folder / CELLS_REF}: field 'cells': {path} does not exist")
+        raise ConfigError(f"{folder / CELLS_REF}: field 'cells': {path} does not exist")
     cells = ad.read_h5ad(path)
     if list(cells.var_names) == genes:
         return cells
     cols = cells.var_names.get_indexer(genes)
     if (cols < 0).any():
-        raise ValueError(f"{folder / CELLS_REF}: field 'genes': {int((cols < 0).sum())} genes not in {path}")
+        raise ConfigError(f"{folder / CELLS_REF}: field 'genes': {int((cols < 0).sum())} genes not in {path}")
     return ad.AnnData(cells.X[:, cols], obs=cells.obs, var=cells.var.iloc[cols].copy())
