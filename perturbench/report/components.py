@@ -72,29 +72,32 @@ def ablation_table(table: pd.DataFrame, variants: dict[str, str], *, metrics=TES
     return out
 
 
-def verdict(ablation: pd.DataFrame, dataset: str, *, metric: str = HEADLINE) -> str:
-    """One sentence from the ``all`` rows of ``metric``: which removals significantly hurt / help."""
-    rows = ablation[(ablation["subgroup"] == ALL_SUBGROUP) & (ablation["metric"] == metric)
+def verdict(ablation: pd.DataFrame, dataset: str, *, metrics=TEST_METRICS) -> str:
+    """One sentence from the ``all`` rows: per variant, the headline metrics it significantly worsens
+    (the component it removes matters) or improves (Holm-adjusted p < ALPHA), the rest no difference."""
+    rows = ablation[(ablation["subgroup"] == ALL_SUBGROUP) & ablation["metric"].isin(metrics)
                     & ablation["variant"].isin(list(REMOVED))].dropna(subset=["diff"])
     if rows.empty:
-        return f"No component ablation of {metric} on {dataset} was run."
-    signif = rows["p_holm"] < ALPHA
-    better = rows["better"].map(lambda b: b is True)
-    worse = rows["better"].map(lambda b: b is False)
-    hurt, helped = rows[signif & worse], rows[signif & better]
-    neutral = rows[~signif]
-
-    def listing(part: pd.DataFrame) -> str:
-        return "; ".join(f"{REMOVED[r.variant]} (Δ {r.diff:+.3f})" for r in part.itertuples())
-
+        return f"No component ablation of {', '.join(metrics)} on {dataset} was run."
+    worse, better, neutral = [], [], []
+    for variant, group in rows.groupby("variant", sort=False):
+        signif = group[group["p_holm"] < ALPHA]
+        effects = {flag: ", ".join(f"{r.metric} (Δ {r.diff:+.3g})" for r in signif.itertuples() if r.better is flag)
+                   for flag in (False, True)}
+        if effects[False]:
+            worse.append(f"{REMOVED[variant]} worsens {effects[False]}")
+        if effects[True]:
+            better.append(f"{REMOVED[variant]} improves {effects[True]}")
+        if not effects[False] and not effects[True]:
+            neutral.append(REMOVED[variant])
     parts = []
-    if len(hurt):
-        parts.append(f"{listing(hurt)} significantly lower it, so these components matter")
-    if len(helped):
-        parts.append(f"{listing(helped)} significantly raise it")
-    if len(neutral):
-        parts.append(f"{listing(neutral)} make no significant difference")
-    return (f"On {dataset} (Δ {metric} vs the full model over all test conditions, Holm-adjusted p < {ALPHA}, "
+    if worse:
+        parts.append("; ".join(worse) + " — so these components matter")
+    if better:
+        parts.append("; ".join(better))
+    if neutral:
+        parts.append("no significant difference from " + ", ".join(neutral))
+    return (f"On {dataset} (all test conditions vs the full model, Holm-adjusted p < {ALPHA}, "
             f"{int(rows['n'].max())} paired values): " + "; ".join(parts) + ".")
 
 
