@@ -56,3 +56,4 @@ def test_job_counts_and_projection():
     assert table.loc[("condition", "fit_predict:ridge"), "cpu_h"] == pytest.approx(3.0)
     assert pd.isna(table.loc[("cells", "fit_predict:ridge"), "wall_h"])  # not measured: no cost
     assert table.loc[("all", "total"), "wall_h_8_cores"] == pytest.approx(6.0 / 8)
+    assert table.loc[("all", "total"), "cpu_h_8_cores"] == pytest.approx(3.0 / 8)

@@ -13,7 +13,9 @@ seed, three feature sets) in ``<out_dir>/workflow_scale/`` and reads every job's
 - ``workflow_scale_projection.tsv``: ``snakemake --cores 8 all`` on ``config.yaml`` on CPU — per
   rule, the job count of that config × the measured mean cost per job (condition-split datasets
   from ``k562``, cell-split ones from ``k562_cells``): ``jobs``, ``cpu_h``, ``max_rss_mib``; and a
-  ``total`` row whose ``wall_h_8_cores`` is Σ job wall / 8 (perfect packing: a lower bound).
+  ``total`` row whose ``wall_h_8_cores`` is Σ job wall / 8 (perfect packing: a lower bound) and
+  ``cpu_h_8_cores`` Σ job CPU / 8 (the same on an idle machine, where single-threaded jobs'
+  wall ≈ CPU; on a shared machine the measured walls include waiting for a core).
   Models the run did not measure (e.g. GEARS, left out on CPU) get no cost and are listed with
   ``jobs`` only. GPU figures need a GPU run and are not projected here.
 """
@@ -131,7 +133,7 @@ def project(measured: pd.DataFrame, counts: pd.DataFrame, kinds: dict[str, str])
     table = pd.DataFrame(rows)
     total = {"kind": "all", "rule": "total", "jobs": int(table["jobs"].sum()), "wall_h": table["wall_h"].sum(),
              "cpu_h": table["cpu_h"].sum(), "max_rss_mib": table["max_rss_mib"].max(),
-             "wall_h_8_cores": table["wall_h"].sum() / 8}
+             "wall_h_8_cores": table["wall_h"].sum() / 8, "cpu_h_8_cores": table["cpu_h"].sum() / 8}
     return pd.concat([table, pd.DataFrame([total])], ignore_index=True)
 
 
