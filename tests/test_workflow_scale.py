@@ -22,11 +22,17 @@ def test_collect_sums_jobs_per_dataset_and_rule(tmp_path):
     _bench(root / "k562" / "no_mt" / "seed1" / "fit_ridge.tsv", 4.0, 700.0, 1.0, 3.5)
     _bench(root / "k562" / "full" / "seed1" / "evaluate_ridge.tsv", 1.0, 300.0, 0.5, 0.5)
     _bench(root / "k562" / "split_seed1.tsv", 0.5, 100.0, 0.0, 0.4)
+    out = tmp_path / "results" / "k562"
+    for rel, size in (("raw/perturb_processed.h5ad", 100), ("full/seed1/predictions/ridge.h5ad", 10),
+                      ("no_mt/seed1/predictions/ridge.h5ad", 12), ("full/seed1/models/ridge/work/x.bin", 5),
+                      ("full/seed1/predictions/mean.h5ad", 99)):
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_bytes(b"x" * size)
     table = collect(tmp_path).set_index(["dataset", "rule"])
     ridge = table.loc[("k562", "fit_predict:ridge")]
     assert (ridge.jobs, ridge.wall_s, ridge.cpu_s, ridge.max_rss_mib) == (2, 6.0, 5.0, 700.0)
-    assert ridge.bytes_written == pytest.approx(2 * 2**20)
-    assert table.loc[("k562", "simulate"), "bytes_written"] == pytest.approx(2500 * 2**20)
+    assert ridge.bytes_written == 27  # predictions and model files of ridge only
+    assert table.loc[("k562", "simulate"), "bytes_written"] == 100
     assert set(table.index) == {("k562", r) for r in ("simulate", "fit_predict:ridge", "evaluate", "split")}
 
 
@@ -50,3 +56,4 @@ def test_job_counts_and_projection():
     assert table.loc[("condition", "fit_predict:ridge"), "cpu_h"] == pytest.approx(3.0)
     assert pd.isna(table.loc[("cells", "fit_predict:ridge"), "wall_h"])  # not measured: no cost
     assert table.loc[("all", "total"), "wall_h_8_cores"] == pytest.approx(6.0 / 8)
+    assert table.loc[("all", "total"), "cpu_h_8_cores"] == pytest.approx(3.0 / 8)

@@ -122,9 +122,10 @@ def source_inputs(wildcards):
 
 
 # -- resources: sized from the files a job reads (MiB of h5ad ≈ MiB in memory, CSR float32) ----
-# Factors from the simulated k562 preset (160k cells × 5k genes, 2.55 GB cells.h5ad): a job that
-# loads the cells peaks at ~2× their size (4.5–5.3 GB RSS measured); pseudobulk-only jobs stay
-# under 1 GB. runtime in minutes, generous (×3) over the measured single-core times.
+# Factors from the simulated k562 preset (160k cells × 5k genes, 2.4 GiB cells.h5ad): a job that
+# loads the cells peaks at ~2× their size (4.5–5.3 GB RSS measured), prepare at 3.2 GiB on a
+# 2.4 GiB input; pseudobulk-only jobs stay under 1 GB. runtime in minutes, generous (×3) over
+# the measured single-core times.
 def _mib(path):
     return os.path.getsize(path) / 2**20 if os.path.exists(str(path)) else 0.0
 

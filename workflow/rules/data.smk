@@ -70,7 +70,7 @@ rule prepare_dataset:
     conda:
         "../envs/perturbench.yaml"
     resources:
-        mem_mb=input_mem_mb(2000, 3.0),
+        mem_mb=input_mem_mb(1000, 1.5),
         runtime=30,
     params:
         spec=lambda w: spec_json(w.dataset),
