@@ -14,14 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from perturbench.bench import BENCHMARKS
 from perturbench.errors import PerturbenchError
-
-BENCHMARKS = {
-    "baselines_speed": "perturbench.bench.baselines_speed",
-    "mamba_cost": "perturbench.bench.mamba_cost",
-    "prepare_scale": "perturbench.bench.prepare_scale",
-    "gears_vs_mamba": "perturbench.bench.gears_vs_mamba",
-}
 
 
 def _json(text: str) -> Any:

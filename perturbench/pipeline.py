@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from perturbench.data.io import atomic_path, write_text_atomic
@@ -70,21 +69,13 @@ def split(data_dir: Path, seed: int, out: Path, *, dataset: str, params: dict[st
 def go_graph(data_dir: Path, gene2go: Path, out: Path, *, aliases: Path | None, top_k: int, min_weight: float) -> None:
     """GO Jaccard graph over the dataset's genes and target genes, saved as ``.npz``."""
     from perturbench.data.conditions import perturbed_genes
-    from perturbench.graphs import go_similarity_graph, read_gene2go
+    from perturbench.graphs import go_similarity_graph, read_gene2go, save_graph
 
     ds = load_dataset(data_dir, with_cells=False)
     genes = sorted(set(ds.genes) | set(perturbed_genes(ds.conditions)))
     graph = go_similarity_graph(read_gene2go(gene2go, aliases=aliases), genes, top_k=top_k, min_weight=min_weight)
-    with atomic_path(out) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, genes=np.array(graph.genes, dtype=str), src=graph.src, dst=graph.dst, weight=graph.weight)
+    save_graph(graph, out)
     log(f"GO graph: {len(graph.genes)} genes, {len(graph.src)} edges")
-
-
-def read_go_graph(path: Path):
-    from perturbench.graphs import GeneGraph
-
-    with np.load(path) as z:
-        return GeneGraph(tuple(str(g) for g in z["genes"]), z["src"], z["dst"], z["weight"])
 
 
 def fit_predict(
@@ -103,6 +94,7 @@ def fit_predict(
     """Fit run ``model`` (``params`` = {"model": registered name, "params": hyper-parameters}) on
     the training conditions of the split, predict its test conditions, and store the run record
     (:mod:`perturbench.provenance`) in the prediction file."""
+    from perturbench.graphs import load_graph
     from perturbench.models.base import FitContext, attribution_record
     from perturbench.models.registry import get_model, resolved_params
     from perturbench.provenance import dataset_fingerprint, measured, run_record
@@ -114,7 +106,7 @@ def fit_predict(
     sp = read_manifest(split_path)
     train = ds.subset(list(sp.train))
     val = ds.subset(list(sp.val)) if sp.val else None
-    graph = read_go_graph(go_graph_path) if go_graph_path else None
+    graph = load_graph(go_graph_path) if go_graph_path else None
     log_dir.mkdir(parents=True, exist_ok=True)
     context = FitContext(seed=sp.seed, val=val, go_graph=graph, go_table=go_table,
                          workdir=log_dir / "work", device=device, log_dir=log_dir, dataset=ds.name,

@@ -1,4 +1,4 @@
-BENCHMARKS = ["baselines_speed", "mamba_cost", "prepare_scale", "gears_vs_mamba"]
+from perturbench.bench import BENCHMARKS
 
 
 rule bench:
