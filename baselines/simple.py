@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from perturbench.errors import PerturbenchError
-from perturbench.data.conditions import ConditionError, canonical_condition, targets
+from perturbench.data.conditions import ConditionError, canonical_condition, multi_hot, targets
 from perturbench.data.contract import PerturbDataset
 from perturbench.models.base import FitContext, Prediction
 
@@ -74,20 +74,6 @@ def require_conditions(model: str, conditions: Sequence[str], train: PerturbData
     """Raise :class:`BaselineError` when the training set has no perturbation conditions."""
     if not conditions:
         raise BaselineError(f"{model}: training set {train.source!r} has no perturbation conditions")
-
-
-def multi_hot(conditions: Sequence[str], genes: Sequence[str]) -> np.ndarray:
-    """Design matrix X (n_conditions, n_genes): X[i, j] = 1 if ``genes[j]`` is a target of condition i.
-
-    Targets not in ``genes`` are ignored (their columns do not exist).
-    """
-    index = {g: j for j, g in enumerate(genes)}
-    x = np.zeros((len(conditions), len(genes)))
-    for i, cond in enumerate(conditions):
-        for gene in targets(cond):
-            if gene in index:
-                x[i, index[gene]] = 1.0
-    return x
 
 
 class ControlModel(BaselineModel):

@@ -14,16 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from perturbench.bench import BENCHMARKS
 from perturbench.errors import PerturbenchError
-
-BENCHMARKS = {
-    "baselines_speed": "perturbench.bench.baselines_speed",
-    "mamba_cost": "perturbench.bench.mamba_cost",
-    "prepare_scale": "perturbench.bench.prepare_scale",
-    "gears_vs_mamba": "perturbench.bench.gears_vs_mamba",
-    "workflow_scale": "perturbench.bench.workflow_scale",
-    "sequence_cost": "perturbench.bench.sequence_cost",
-}
 
 
 def _json(text: str) -> Any:
@@ -137,7 +129,13 @@ def _cmd_report(a: argparse.Namespace) -> None:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="perturbench", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
+    _add_data_commands(sub)
+    _add_run_commands(sub)
+    return p
 
+
+def _add_data_commands(sub: argparse._SubParsersAction) -> None:
+    """The steps that make a dataset: simulate, download, prepare, featureset, split, go-graph."""
     s = sub.add_parser("simulate", help="write a simulated GEARS-format dataset")
     s.add_argument("--preset", default="demo")
     s.add_argument("--params", type=_json, default={})
@@ -187,6 +185,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=_cmd_go_graph)
 
+
+def _add_run_commands(sub: argparse._SubParsersAction) -> None:
+    """The steps that fit, score, summarise and report: fit-predict … report, and bench."""
     s = sub.add_parser("fit-predict", help="fit one model on a split and write its predictions")
     s.add_argument("--data-dir", type=Path, required=True)
     s.add_argument("--split", type=Path, required=True)
@@ -257,7 +258,6 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--config", type=_json, default={})
     s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=_cmd_report)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

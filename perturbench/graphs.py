@@ -58,6 +58,20 @@ class GeneGraph:
             raise ValueError("GeneGraph: edge index out of range")
 
 
+def save_graph(graph: GeneGraph, path: str | Path) -> None:
+    """Write ``graph`` as ``.npz`` (genes, src, dst, weight), atomically."""
+    from perturbench.data.io import atomic_path
+
+    with atomic_path(Path(path)) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, genes=np.array(graph.genes, dtype=str), src=graph.src, dst=graph.dst, weight=graph.weight)
+
+
+def load_graph(path: str | Path) -> GeneGraph:
+    """Read a graph written by :func:`save_graph`."""
+    with np.load(path) as z:
+        return GeneGraph(tuple(str(g) for g in z["genes"]), z["src"], z["dst"], z["weight"])
+
+
 # -- reading GO annotations ------------------------------------------------------------------
 def read_gene2go(path: str | Path, *, aliases: str | Path | None = None) -> dict[str, frozenset[str]]:
     """Gene symbol → set of GO term ids.

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from perturbench.data.io import atomic_path, write_text_atomic
@@ -105,21 +104,13 @@ def cell_split_data(data_dir: Path, split_path: Path, out_dir: Path) -> None:
 def go_graph(data_dir: Path, gene2go: Path, out: Path, *, aliases: Path | None, top_k: int, min_weight: float) -> None:
     """GO Jaccard graph over the dataset's genes and target genes, saved as ``.npz``."""
     from perturbench.data.conditions import perturbed_genes
-    from perturbench.graphs import go_similarity_graph, read_gene2go
+    from perturbench.graphs import go_similarity_graph, read_gene2go, save_graph
 
     ds = load_dataset(data_dir, with_cells=False)
     genes = sorted(set(ds.genes) | set(perturbed_genes(ds.conditions)))
     graph = go_similarity_graph(read_gene2go(gene2go, aliases=aliases), genes, top_k=top_k, min_weight=min_weight)
-    with atomic_path(out) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, genes=np.array(graph.genes, dtype=str), src=graph.src, dst=graph.dst, weight=graph.weight)
+    save_graph(graph, out)
     log(f"GO graph: {len(graph.genes)} genes, {len(graph.src)} edges")
-
-
-def read_go_graph(path: Path):
-    from perturbench.graphs import GeneGraph
-
-    with np.load(path) as z:
-        return GeneGraph(tuple(str(g) for g in z["genes"]), z["src"], z["dst"], z["weight"])
 
 
 def fit_predict(
@@ -140,6 +131,7 @@ def fit_predict(
     (:mod:`perturbench.provenance`) in the prediction file. Only models with the ``reads_cells``
     trait load the cells; a cell split's parts come from :func:`perturbench.cell_split.cell_split_parts`."""
     from perturbench.cell_split import CellSplit, cell_split_parts, read_any_manifest
+    from perturbench.graphs import load_graph
     from perturbench.models.base import FitContext, attribution_record
     from perturbench.models.registry import get_model, model_spec, resolved_params
     from perturbench.provenance import dataset_fingerprint, measured, run_record
@@ -155,7 +147,7 @@ def fit_predict(
         ds = load_dataset(data_dir, with_cells=cells)
         train = ds.subset(list(sp.train))
         val = ds.subset(list(sp.val)) if sp.val else None
-    graph = read_go_graph(go_graph_path) if go_graph_path else None
+    graph = load_graph(go_graph_path) if go_graph_path else None
     log_dir.mkdir(parents=True, exist_ok=True)
     context = FitContext(seed=sp.seed, val=val, go_graph=graph, go_table=go_table,
                          workdir=log_dir / "work", device=device, log_dir=log_dir, dataset=ds.name,

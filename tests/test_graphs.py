@@ -210,3 +210,15 @@ def test_to_edge_index_layout() -> None:
 def test_gene_graph_rejects_out_of_range_edges() -> None:
     with pytest.raises(ValueError, match="edge index out of range"):
         GeneGraph(("A",), np.array([1]), np.array([0]), np.array([1.0]))
+
+
+def test_save_and_load_graph_round_trip(tmp_path):
+    from perturbench.graphs import load_graph, save_graph
+
+    graph = GeneGraph(("A", "B", "C"), np.array([0, 1]), np.array([1, 2]), np.array([0.5, 0.25]))
+    save_graph(graph, tmp_path / "g.npz")
+    back = load_graph(tmp_path / "g.npz")
+    assert back.genes == graph.genes
+    np.testing.assert_array_equal(back.src, graph.src)
+    np.testing.assert_array_equal(back.dst, graph.dst)
+    np.testing.assert_array_equal(back.weight, graph.weight)

@@ -20,7 +20,6 @@ Writes and prints ``<out_dir>/baselines_speed.tsv``. Run: ``perturbench bench ba
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from perturbench.data.io import write_text_atomic
 from perturbench.graphs import GeneGraph, go_similarity_graph, read_gene2go
 from perturbench.models.base import FitContext
 from perturbench.models.registry import get_model
+from perturbench.provenance import measured
 
 CLOSED_FORM = ("control", "mean", "additive", "ridge", "grn_ridge", "two_stage", "linear_embedding")
 COLUMNS = ["step", "fit_s", "predict_s", "seconds", "cpu_seconds", "load_avg"]
@@ -75,9 +75,9 @@ def go_like_table(genes: list[str], seed: int = 0) -> dict[str, frozenset[str]]:
 
 
 def _timed(fn: Callable[[], object]) -> tuple[object, float, float]:
-    wall, cpu = time.perf_counter(), time.process_time()
-    out = fn()
-    return out, time.perf_counter() - wall, time.process_time() - cpu
+    with measured() as cost:
+        out = fn()
+    return out, cost["wall_s"], cost["cpu_s"]
 
 
 def measure(name: str, train: PerturbDataset, test: list[str], graph: GeneGraph) -> dict[str, float | str]:

@@ -28,7 +28,6 @@ import os
 import resource
 import statistics
 import sys
-import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -44,6 +43,7 @@ from perturbench.models.base import FitContext
 from perturbench.models.dual_stream import DualStreamMambaModel
 from perturbench.models.dual_stream_net import DualStreamConfig
 from perturbench.models.scan import BiMambaEncoder
+from perturbench.provenance import measured
 
 GENE_COUNTS = (1000, 2000, 4000)
 BATCH = 2
@@ -64,9 +64,9 @@ def _attention_stream(config: DualStreamConfig) -> nn.Module:
 def _step(module: nn.Module, x: torch.Tensor) -> tuple[float, float]:
     """Wall and CPU seconds of one forward + backward pass."""
     module.zero_grad(set_to_none=True)
-    wall, cpu = time.perf_counter(), time.process_time()
-    module(x).square().mean().backward()
-    return time.perf_counter() - wall, time.process_time() - cpu
+    with measured() as cost:
+        module(x).square().mean().backward()
+    return cost["wall_s"], cost["cpu_s"]
 
 
 def scaling_rows(config: DualStreamConfig) -> list[dict]:
@@ -109,9 +109,9 @@ def norman_scale_data(seed: int = 0) -> PerturbDataset:
 
 
 def _fit_seconds(data: PerturbDataset, epochs: int) -> tuple[float, float]:
-    wall, cpu = time.perf_counter(), time.process_time()
-    DualStreamMambaModel(epochs=epochs).fit(data, context=FitContext(seed=0))
-    return time.perf_counter() - wall, time.process_time() - cpu
+    with measured() as cost:
+        DualStreamMambaModel(epochs=epochs).fit(data, context=FitContext(seed=0))
+    return cost["wall_s"], cost["cpu_s"]
 
 
 def epoch_row(threads: int) -> dict:

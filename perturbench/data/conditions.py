@@ -8,7 +8,9 @@ Everywhere in perturbench a condition is its target genes sorted and joined by `
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+
+import numpy as np
 
 from perturbench.errors import PerturbenchError
 
@@ -49,6 +51,21 @@ def canonical_condition(raw: str, *, where: str = "condition") -> str:
 def targets(condition: str) -> tuple[str, ...]:
     """Target genes of a canonical condition (empty tuple for ``ctrl``)."""
     return () if condition == CTRL else tuple(condition.split("+"))
+
+
+def multi_hot(conditions: Sequence[str], genes: Sequence[str]) -> np.ndarray:
+    """Design matrix X (n_conditions, n_genes): X[i, j] = 1 if ``genes[j]`` is a target of condition i.
+
+    Targets not in ``genes`` are ignored (their columns do not exist). Shared by the linear
+    baselines and the dual-stream model's ridge prior.
+    """
+    index = {g: j for j, g in enumerate(genes)}
+    x = np.zeros((len(conditions), len(genes)))
+    for i, cond in enumerate(conditions):
+        for gene in targets(cond):
+            if gene in index:
+                x[i, index[gene]] = 1.0
+    return x
 
 
 def perturbed_genes(conditions: Iterable[str]) -> list[str]:

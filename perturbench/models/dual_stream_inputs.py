@@ -13,7 +13,7 @@ import torch
 from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import eigsh
 
-from perturbench.data.conditions import targets
+from perturbench.data.conditions import multi_hot, targets
 from perturbench.graphs import GeneGraph, laplacian, to_edge_index
 from perturbench.models.dual_stream_net import NetInput
 
@@ -67,9 +67,7 @@ class PriorTable:
         base = cls.from_deltas(conditions, deltas, genes)
         design = sorted({g for c in conditions for g in targets(c)})
         col = {g: j for j, g in enumerate(design)}
-        x = np.zeros((len(conditions), len(design)))  # (n, p) multi-hot
-        for i, c in enumerate(conditions):
-            x[i, [col[g] for g in targets(c)]] = 1.0
+        x = multi_hot(conditions, design)  # (n, p)
         a_inv_xt = np.linalg.solve(x.T @ x + lam * np.eye(len(design)), x.T)  # (p, n)
         w = a_inv_xt @ deltas  # (p, n_genes)
         lever = np.einsum("ij,ji->i", x, a_inv_xt)  # (n,) h_c

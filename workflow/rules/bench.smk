@@ -1,12 +1,4 @@
-BENCHMARKS = [
-    "baselines_speed",
-    "mamba_cost",
-    "prepare_scale",
-    "gears_vs_mamba",
-    "sequence_cost",
-]
-# long: the k562 preset end to end (~1 h on 2 cores); `snakemake results/bench/workflow_scale.tsv`
-LONG_BENCHMARKS = ["workflow_scale"]
+from perturbench.bench import BENCHMARKS, LONG_BENCHMARKS
 
 
 rule bench:
@@ -19,7 +11,7 @@ rule bench:
     benchmark:
         "results/benchmarks/bench/{name}.tsv"
     wildcard_constraints:
-        name="|".join(BENCHMARKS + LONG_BENCHMARKS),
+        name="|".join(BENCHMARKS),
     conda:
         "../envs/perturbench.yaml"
     threads: 2
@@ -31,4 +23,7 @@ rule bench:
 
 rule bench_all:
     input:
-        expand("results/bench/{name}.tsv", name=BENCHMARKS),
+        expand(
+            "results/bench/{name}.tsv",
+            name=[b for b in BENCHMARKS if b not in LONG_BENCHMARKS],
+        ),
