@@ -81,7 +81,7 @@ def test_replicate_layers_survive_prepare_and_feature_sets(table: Path, tmp_path
     from perturbench import pipeline
     from perturbench.data.store import load_dataset
 
-    pipeline.prepare("t", {"source": "pseudobulk", "path": str(table)}, tmp_path / "prepared", inputs=[])
+    pipeline.prepare("t", {"source": "pseudobulk", "path": str(table)}, tmp_path / "prepared", inputs=[table])
     pipeline.featureset(tmp_path / "prepared", "no_mt", tmp_path / "no_mt")
     pb = load_dataset(tmp_path / "no_mt", with_cells=False).pseudobulk
     np.testing.assert_allclose(pb[["B"]].layers["replicate1"][0], HALF_A["B"])

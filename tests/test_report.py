@@ -113,7 +113,8 @@ def test_sections_and_every_figure_are_embedded(report):
         assert anchor in parsed.ids, anchor
     figures = re.findall(r"<figure id=\"([^\"]+)\">(.*?)</figure>", html, flags=re.DOTALL)
     assert [f for f, _ in figures] == ["fig-mse", "fig-loss", "fig-dstate", "fig-uncertainty", "fig-highlight",
-                                       "fig-l2", "fig-relative", "fig-spread", "fig-featuresets", "fig-calibration"]
+                                       "fig-l2", "fig-relative", "fig-spread", "fig-featuresets", "fig-calibration",
+                                       "gi-magnitude", "gi-detection"]
     assert all(body.count(PNG_IMG) == 1 for _, body in figures)
     assert html.count(PNG_IMG) == len(figures)
     for src in parsed.sources:
