@@ -45,7 +45,7 @@ from perturbench.data.contract import PerturbDataset
 from perturbench.data.de import annotate_de, group_sums
 from perturbench.data.io import write_text_atomic
 from perturbench.data.store import PSEUDOBULK, load_dataset, save_dataset
-from perturbench.splits import Split, SplitError, _checksum, read_manifest
+from perturbench.splits import Split, SplitError, _checksum, checked_content, read_manifest
 
 CELL_MANIFEST_FORMAT = "perturbench-cellsplit/1"
 SEEN_CELLS = "seen_cells"
@@ -155,14 +155,7 @@ def read_any_manifest(path: str | Path, *, dataset: str | None = None) -> Split 
         raise SplitError(f"{path}: cannot read split manifest ({err})") from None
     if not isinstance(raw, dict) or raw.get("format") != CELL_MANIFEST_FORMAT:
         return read_manifest(path, dataset=dataset)
-    missing = [f for f in _FIELDS if f not in raw]
-    if missing:
-        raise SplitError(f"{path}: cell split manifest lacks field(s) {missing}")
-    content = {k: v for k, v in raw.items() if k != "checksum"}
-    if _checksum(content) != raw["checksum"]:
-        raise SplitError(f"{path}: checksum mismatch (file edited or corrupted); regenerate the split")
-    if dataset is not None and raw["dataset"] != dataset:
-        raise SplitError(f"{path}: manifest is for dataset {raw['dataset']!r}, not {dataset!r}")
+    checked_content(path, raw, _FIELDS, dataset=dataset, what="cell split manifest")
     cells = {p: tuple(raw["cells"][p]) for p in PARTS}
     return CellSplit(int(raw["seed"]), tuple(raw["fractions"]), cells, tuple(raw["conditions"]), bool(raw["zscore"]))
 

@@ -236,6 +236,19 @@ def write_manifest(split: Split, path: str | Path, *, dataset: str) -> None:
     write_text_atomic(path, text + "\n")
 
 
+def checked_content(path: Path, raw: object, fields: Sequence[str], *, dataset: str | None, what: str) -> None:
+    """Raise :class:`SplitError` naming ``path`` when ``raw`` lacks one of ``fields``, its checksum
+    does not match its content, or ``dataset`` is given and differs (shared by every manifest kind)."""
+    missing = [f for f in fields if not isinstance(raw, dict) or f not in raw]
+    if missing:
+        raise SplitError(f"{path}: {what} lacks field(s) {missing}")
+    content = {k: v for k, v in raw.items() if k != "checksum"}
+    if _checksum(content) != raw["checksum"]:
+        raise SplitError(f"{path}: checksum mismatch (file edited or corrupted); regenerate the split")
+    if dataset is not None and raw["dataset"] != dataset:
+        raise SplitError(f"{path}: manifest is for dataset {raw['dataset']!r}, not {dataset!r}")
+
+
 def read_manifest(path: str | Path, *, dataset: str | None = None) -> Split:
     """Read a manifest written by :func:`write_manifest`.
 
@@ -252,14 +265,7 @@ def read_manifest(path: str | Path, *, dataset: str | None = None) -> Split:
             f"{path}: field 'format' is {raw['format']!r}, expected {MANIFEST_FORMAT!r} (an older manifest: "
             "its test labels predate the validation carve-out); delete it and rerun"
         )
-    missing = [f for f in _MANIFEST_FIELDS if not isinstance(raw, dict) or f not in raw]
-    if missing:
-        raise SplitError(f"{path}: split manifest lacks field(s) {missing}")
-    content = {k: v for k, v in raw.items() if k != "checksum"}
-    if _checksum(content) != raw["checksum"]:
-        raise SplitError(f"{path}: checksum mismatch (file edited or corrupted); regenerate the split")
-    if dataset is not None and raw["dataset"] != dataset:
-        raise SplitError(f"{path}: manifest is for dataset {raw['dataset']!r}, not {dataset!r}")
+    checked_content(path, raw, _MANIFEST_FIELDS, dataset=dataset, what="split manifest")
     try:
         return Split(
             int(raw["seed"]), raw["kind"], tuple(raw["train"]), tuple(raw["val"]), dict(raw["test"]),

@@ -32,3 +32,14 @@ def shared_file():
         return path
 
     return get
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny tensors: extra intra-op threads only add synchronisation cost (seconds on a busy machine)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -19,20 +19,13 @@ from perturbench.models.registry import get_model
 from perturbench.models.train import loss_terms
 from tests._toydata import GENES, toy_dataset
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
+
 TINY = {"d_model": 4, "d_state": 4, "d_embed": 4, "latent_dim": 2, "latent_tokens": 2, "n_tokens": 8,
         "epochs": 2, "batch_size": 4, "cell_batch_size": 4, "cells_per_epoch": 16}
 TRAIN = ["G00", "G01", "G02", "G03", "G00+G01", "G01+G02", "G01+G03"]
 VAL = ["G04", "G00+G02"]
 TEST = ["G05", "G02+G04", "G03+G05"]
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors: extra intra-op threads only add synchronisation cost (seconds on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -18,6 +18,8 @@ from perturbench.models.train import loss_terms
 from tests._toydata import GENES, toy_dataset
 from tests.test_dual_stream import TEST, TINY, TRAIN, VAL
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
+
 SWITCHES = {
     "attention": {"encoder": "attention"},
     "no_encoder": {"encoder": "none"},
@@ -26,14 +28,6 @@ SWITCHES = {
     "no_prior": {"prior": "none"},
     "tokens_per_gene": {"n_tokens": "per_gene"},
 }
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -17,19 +17,12 @@ from perturbench.models.scan import (
     selective_scan_reference,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
+
 
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(7)
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors: extra intra-op threads only add synchronisation cost (seconds on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _inputs(rng: np.random.Generator, *, batch=2, length=13, ed=5, n=4, dtype=torch.float64, device="cpu"):

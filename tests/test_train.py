@@ -12,13 +12,7 @@ from torch import nn
 from perturbench.models.dual_stream_net import DualStreamConfig, NetInput
 from perturbench.models.train import TERMS, evaluate, loss_terms, save_training, train_network
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 class _Shift(nn.Module):
