@@ -84,6 +84,14 @@ class CellSplit:
     def test(self) -> dict[str, str]:
         return {c: SEEN_CELLS for c in self.conditions}
 
+    def relabelled(self) -> dict[str, int]:
+        """No test condition has a GEARS label to differ from: always empty (``Split.relabelled``)."""
+        return {}
+
+    def cell_counts(self) -> dict[str, int]:
+        """Cells per part (train / val / test), the unit this split assigns."""
+        return {p: len(self.cells.get(p, ())) for p in PARTS}
+
 
 def _part_sizes(n: int, fractions: tuple[float, float, float], condition: str) -> tuple[int, int, int]:
     n_val, n_test = max(1, round(fractions[1] * n)), max(1, round(fractions[2] * n))

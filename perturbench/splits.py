@@ -95,6 +95,15 @@ class Split:
         """Sorted test conditions of subgroup ``name``."""
         return sorted(c for c, g in self.test.items() if g == name)
 
+    def relabelled(self) -> dict[str, int]:
+        """Counts of test conditions whose label changed, keyed ``"<gears label>→<label>"``."""
+        moves = Counter(f"{self.gears_test[c]}→{g}" for c, g in self.test.items() if self.gears_test[c] != g)
+        return dict(sorted(moves.items()))
+
+    def cell_counts(self) -> None:
+        """Cells per part: None, a condition split assigns whole conditions (see ``CellSplit``)."""
+        return None
+
 
 def make_split(
     conditions: Sequence[str],
@@ -152,12 +161,6 @@ def training_labels(test: Sequence[str] | dict[str, str], train: Sequence[str]) 
             raise SplitError(f"test single {cond!r} targets a gene of a training condition")
         labels[cond] = "unseen_single" if len(genes_of) == 1 else f"combo_seen{n_seen}"
     return labels
-
-
-def relabelled(split: Split) -> dict[str, int]:
-    """Counts of test conditions whose label changed, keyed ``"<gears label>→<label>"``."""
-    moves = Counter(f"{split.gears_test[c]}→{g}" for c, g in split.test.items() if split.gears_test[c] != g)
-    return dict(sorted(moves.items()))
 
 
 def _checked_conditions(conditions: Sequence[str]) -> list[str]:

@@ -136,13 +136,6 @@ def go_table(config: dict[str, Any], dataset: str) -> str | None:
     raise ConfigError(f"go.source: unknown value {source!r} (expected table, gears or simulated)")
 
 
-def baseline_runs(config: dict[str, Any], dataset: str) -> list[str]:
-    """Runs of ``dataset`` whose registered model is of kind control or baseline (e.g.
-    ``ridge_no_intercept``): the candidates for the verdict's reference."""
-    runs = model_runs(config)
-    return [r for r in runs_for(config, dataset) if model_spec(runs[r]["model"]).kind in ("control", "baseline")]
-
-
 def interaction_datasets(config: dict[str, Any]) -> list[str]:
     """Datasets the genetic-interaction analysis runs on: all when ``interactions.enabled``, except
     cell-split datasets and simulated ones whose preset (with its params) plants no two-gene

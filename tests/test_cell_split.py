@@ -182,3 +182,21 @@ def test_stored_parts_serve_pseudobulk_jobs(prepared, tmp_path):
         a, b = getattr(stored, part), getattr(derived, part)
         np.testing.assert_allclose(a.expression([CTRL, *a.conditions]), b.expression([CTRL, *b.conditions]))
         assert a.de_genes("de20") == b.de_genes("de20")
+
+
+def test_split_card_shows_cells_per_part_and_no_relabelling(prepared):
+    """Condition and cell splits share one interface (relabelled, cell_counts) the split card reads."""
+    from types import SimpleNamespace
+
+    from perturbench.report.sections import split_card
+
+    sp = _split(prepared)
+    names, _ = split_obs(prepared / "prepared" / "cells.h5ad")
+    assert sp.relabelled() == {}
+    assert sp.cell_counts() == {p: len(sp.cells[p]) for p in ("train", "val", "test")}
+    assert sum(sp.cell_counts().values()) == len(names)
+    row = split_card(SimpleNamespace(splits={0: sp}, checksums={0: "0" * 64}))["rows"][0]
+    assert (row["relabelled"], row["moves"], row["cells"]) == (0, [], sp.cell_counts())
+    assert row["test"] == len(sp.conditions)
+    cond = Split(0, "single", ("A",), (), {"B": "unseen_single"})
+    assert cond.cell_counts() is None and cond.relabelled() == {}

@@ -179,13 +179,13 @@ def test_verdict_table_on_the_page_and_the_index(report):
 
 
 def test_split_card_counts_relabelled_conditions(report):
-    from perturbench.splits import read_manifest, relabelled
+    from perturbench.splits import read_manifest
 
     split = read_manifest(report / "sim" / "splits" / "seed1.json")
     html = (report / "report" / "sim.html").read_text()
     card = html[html.index('id="splits"'):]
     card = card[:card.index("</table>")]
-    assert f'<td class="num" title="{"; ".join(f"{k}: {v}" for k, v in relabelled(split).items())}">' in card
+    assert f'<td class="num" title="{"; ".join(f"{k}: {v}" for k, v in split.relabelled().items())}">' in card
 
 
 def test_rank_stability_section_shows_the_table(report):

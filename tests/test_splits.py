@@ -16,7 +16,6 @@ from perturbench.splits import (
     SplitError,
     make_split,
     read_manifest,
-    relabelled,
     training_labels,
     write_manifest,
 )
@@ -59,7 +58,7 @@ def test_subgroups_count_the_genes_of_training_conditions(rng: np.random.Generat
         n = sum(g in trained for g in targets(cond))
         assert group == ("unseen_single" if len(targets(cond)) == 1 else f"combo_seen{n}"), cond
     assert split.test != split.gears_test  # the carve-out moved some labels on this screen
-    moved = relabelled(split)
+    moved = split.relabelled()
     assert sum(moved.values()) == sum(split.test[c] != split.gears_test[c] for c in split.test)
     assert all(int(k.split("→")[0][-1]) > int(k.split("→")[1][-1]) for k in moved)  # labels only move down
 
@@ -70,7 +69,7 @@ def test_a_gene_moved_to_validation_relabels_its_test_combos() -> None:
     labels = training_labels(test, train)
     assert labels == {"A+C": "combo_seen1", "C+D": "combo_seen0", "D": "unseen_single"}
     split = Split(1, "simulation", tuple(train), ("C",), labels, test)
-    assert relabelled(split) == {"combo_seen1→combo_seen0": 1, "combo_seen2→combo_seen1": 1}
+    assert split.relabelled() == {"combo_seen1→combo_seen0": 1, "combo_seen2→combo_seen1": 1}
 
 
 def test_a_combo_gene_counts_as_seen_through_a_training_combo() -> None:

@@ -16,7 +16,7 @@ from perturbench.metrics import METRICS
 from perturbench.report.analyses import ceiling_by_subgroup, top_up_shares, variance_contribution
 from perturbench.report.loaders import DatasetResults
 from perturbench.report.verdict_sections import comparison_tables
-from perturbench.splits import SUBGROUPS, Split, relabelled
+from perturbench.splits import SUBGROUPS
 from perturbench.verdict import best_of, in_subgroup
 
 HEADLINE = "pearson_delta"
@@ -77,9 +77,9 @@ def split_card(res: DatasetResults) -> dict:
     rows = []
     for seed, sp in sorted(res.splits.items()):
         counts = pd.Series(list(sp.test.values()), dtype=str).value_counts()
-        moved = relabelled(sp) if isinstance(sp, Split) else {}  # a cell split has no GEARS label
+        moved = sp.relabelled()
         rows.append({"seed": seed, "kind": sp.kind, "train": len(sp.train), "val": len(sp.val),
-                     "test": len(sp.test), "counts": [int(counts.get(g, 0)) for g in subgroups],
+                     "test": len(sp.test), "cells": sp.cell_counts(), "counts": [int(counts.get(g, 0)) for g in subgroups],
                      "relabelled": sum(moved.values()), "moves": [f"{k}: {v}" for k, v in moved.items()],
                      "checksum": res.checksums[seed]})
     return {"subgroups": subgroups, "rows": rows}
