@@ -32,9 +32,9 @@ from baselines.simple import BaselineError, BaselineModel, multi_hot, require_co
 from perturbench.data.conditions import perturbed_genes, targets
 from perturbench.data.contract import PerturbDataset
 from perturbench.graphs import coexpression_graph, laplacian
+from perturbench.linalg import Solver, ridge_solve
 from perturbench.models.base import FitContext
 
-Solver = Literal["fast", "reference"]
 GRNSolver = Literal["cg", "eigen", "kronecker"]
 CG_TOL = 1e-12  # relative residual at which the block conjugate-gradient solve stops
 
@@ -52,19 +52,6 @@ def _check_config(config: Any, positive: Sequence[str] = (), non_negative: Seque
 
 
 # -- solvers ----------------------------------------------------------------------------------
-def ridge_solve(x: np.ndarray, y: np.ndarray, *, lam: float, solver: Solver = "fast") -> np.ndarray:
-    """W = argmin ‖Y − XW‖² + λ‖W‖² = (XᵀX + λI)⁻¹ XᵀY.
-
-    fast: Cholesky of the p × p Gram matrix; reference: least squares on [X; √λ I] W = [Y; 0].
-    """
-    p = x.shape[1]
-    if solver == "fast":
-        return sla.cho_solve(sla.cho_factor(x.T @ x + lam * np.eye(p)), x.T @ y)
-    augmented = np.vstack([x, np.sqrt(lam) * np.eye(p)])
-    target = np.vstack([y, np.zeros((p, y.shape[1]))])
-    return np.linalg.lstsq(augmented, target, rcond=None)[0]
-
-
 def ridge_intercept_reference(x: np.ndarray, y: np.ndarray, *, lam: float) -> tuple[np.ndarray, np.ndarray]:
     """(W, b) = argmin ‖Y − XW − 1bᵀ‖² + λ‖W‖² by least squares on the augmented system
     [X 1; √λ I 0] [W; bᵀ] = [Y; 0] (the intercept column is not penalised). Slow reference of

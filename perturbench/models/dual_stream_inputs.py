@@ -15,6 +15,7 @@ from scipy.sparse.linalg import eigsh
 
 from perturbench.data.conditions import multi_hot, targets
 from perturbench.graphs import GeneGraph, laplacian, to_edge_index
+from perturbench.linalg import ridge_solve
 from perturbench.models.dual_stream_net import NetInput
 
 _DENSE_EIGH_MAX = 400  # components up to this size use a dense eigensolver
@@ -68,7 +69,7 @@ class PriorTable:
         design = sorted({g for c in conditions for g in targets(c)})
         col = {g: j for j, g in enumerate(design)}
         x = multi_hot(conditions, design)  # (n, p)
-        a_inv_xt = np.linalg.solve(x.T @ x + lam * np.eye(len(design)), x.T)  # (p, n)
+        a_inv_xt = ridge_solve(x, np.eye(len(conditions)), lam=lam)  # (p, n): (XᵀX + λI)⁻¹ Xᵀ
         w = a_inv_xt @ deltas  # (p, n_genes)
         lever = np.einsum("ij,ji->i", x, a_inv_xt)  # (n,) h_c
         resid = deltas - x @ w  # (n, n_genes)
