@@ -29,7 +29,7 @@ Seeds: GEARS draws from the global numpy / torch / random generators; fit and pr
 from ``config.seed`` (else ``FitContext.seed``) and restore their previous state afterwards.
 
 Metric conventions of GEARS's own evaluation (``gears.inference``) versus
-:mod:`perturbench.metrics` (checked to agree in ``tests/test_gears_model.py``): GEARS
+:mod:`perturbench.metrics` (checked to agree in ``tests/baselines/test_gears_model.py``): GEARS
 'pearson_delta' = corr(p − c, t − c) over all genes with c = mean of its control cells and p, t
 = means over a condition's cells of per-cell predictions / truths (our truth is the pseudobulk,
 the same mean); NaN → 0 in GEARS, NaN kept by us. GEARS 'mse_de' = MSE over the condition's

@@ -84,7 +84,7 @@ def test_component_ablation_creates_named_runs_next_to_the_dstate_runs():
         "model": "dual_stream_mamba", "params": {"epochs": 2, "encoder": "attention"}, "featuresets": ["full"]}
     assert runs["dual_stream_mamba_prior_only"]["params"] == {"epochs": 2, "network": False}
     assert "dual_stream_mamba_dstate4" in runs
-    schema = yaml.safe_load((Path(__file__).parents[1] / "workflow/config/schema.yaml").read_text())
+    schema = yaml.safe_load((Path(__file__).parents[2] / "workflow/config/schema.yaml").read_text())
     assert schema["properties"]["ablation"]["properties"]["components"]["items"]["enum"] == list(COMPONENTS)
 
 

@@ -16,7 +16,7 @@ from perturbench.models.dual_stream import DualStreamConfig, DualStreamMambaMode
 from perturbench.models.sequence import AttentionEncoder, token_layout
 from perturbench.models.train import loss_terms
 from tests._toydata import GENES, toy_dataset
-from tests.test_dual_stream import TEST, TINY, TRAIN, VAL
+from tests.models.test_dual_stream import TEST, TINY, TRAIN, VAL
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 

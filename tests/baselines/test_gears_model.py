@@ -41,7 +41,7 @@ from perturbench.metrics import METRICS, ConditionArrays
 from perturbench.models.base import FitContext
 from perturbench.models.registry import get_model
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("PERTURBENCH_SHARED_DATA", REPO.parent / "shared" / "data"))
 GO_TABLE = SHARED / "human_gene2go_2022.tsv.gz"
 NORMAN_CELLS = SHARED / "norman2019_mcfaline2023_cells_subset.h5ad"

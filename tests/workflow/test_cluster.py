@@ -22,7 +22,7 @@ from _slurm import SlurmCluster, skip_reason, start_cluster, stop_cluster
 
 from perturbench.workflow import writes_curves
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PROFILES = REPO / "workflow" / "profiles"
 TEST_CONFIG = REPO / "workflow" / "config" / "test.yaml"
 SNAKEFILE = REPO / "Snakefile"
@@ -62,7 +62,7 @@ def cluster_config(dest: Path) -> Path:
     """The test config cut to one feature set, one baseline and one Mamba run (both fit rules).
 
     Each wave of SLURM jobs costs tens of seconds of status polling on two shared cores; the
-    other models and feature sets add jobs, not rules, and ``tests/test_workflow.py`` runs them.
+    other models and feature sets add jobs, not rules, and ``tests/workflow/test_workflow.py`` runs them.
     """
     config = yaml.safe_load(TEST_CONFIG.read_text())
     mamba = [run for run in config["models"] if writes_curves(config, run)]
