@@ -54,18 +54,22 @@ def _to(batch: Batch, device: torch.device) -> Batch:
     return inp.to(device), y.to(device)
 
 
-def _train_epoch(
-    net: DualStreamNet, batches: Iterable[Batch], opt: torch.optim.Optimizer, config: DualStreamConfig, device
+def _mean_terms(
+    net: DualStreamNet, batches: Iterable[Batch], config: DualStreamConfig, device,
+    opt: torch.optim.Optimizer | None = None,
 ) -> dict[str, float]:
-    net.train()
+    """Loss terms averaged over the examples of ``batches``; with ``opt``, one optimiser step per
+    batch (an epoch of training), without it the network in eval mode (latent ``z`` = its mean)."""
+    net.train(opt is not None)
     sums, n = dict.fromkeys(TERMS, 0.0), 0
     for batch in batches:
         inp, y = _to(batch, device)
         with _autocast(config, device):
             terms = loss_terms(*net(inp), y, config)
-        opt.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        opt.step()
+        if opt is not None:
+            opt.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            opt.step()
         for k in TERMS:
             sums[k] += terms[k].item() * len(y)
         n += len(y)
@@ -75,16 +79,7 @@ def _train_epoch(
 @torch.no_grad()
 def evaluate(net: DualStreamNet, batches: Iterable[Batch], config: DualStreamConfig, device) -> dict[str, float]:
     """Mean loss terms over ``batches`` in eval mode (latent ``z`` = its mean)."""
-    net.eval()
-    sums, n = dict.fromkeys(TERMS, 0.0), 0
-    for batch in batches:
-        inp, y = _to(batch, device)
-        with _autocast(config, device):
-            terms = loss_terms(*net(inp), y, config)
-        for k in TERMS:
-            sums[k] += terms[k].item() * len(y)
-        n += len(y)
-    return {k: v / max(n, 1) for k, v in sums.items()}
+    return _mean_terms(net, batches, config, device)
 
 
 def train_network(
@@ -104,7 +99,7 @@ def train_network(
     bar = tqdm(range(config.epochs), desc=desc, file=sys.stderr, leave=False)
     for epoch in bar:
         lr = opt.param_groups[0]["lr"]
-        train_terms = _train_epoch(net, train_batches(epoch), opt, config, device)
+        train_terms = _mean_terms(net, train_batches(epoch), config, device, opt)
         rows.append({"epoch": epoch, "split": "train", "lr": lr, **train_terms})
         monitor = train_terms["total"]
         if val_batches:
