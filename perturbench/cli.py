@@ -111,7 +111,7 @@ def _cmd_calibration(a: argparse.Namespace) -> None:
 def _cmd_interactions(a: argparse.Namespace) -> None:
     from perturbench import pipeline
 
-    pipeline.interactions(a.predictions, a.splits, a.params, a.out_dir, planted=a.planted)
+    pipeline.interactions(a.predictions, a.splits, a.params, a.out_dir, data_root=a.data_root, planted=a.planted)
 
 
 def _cmd_bench(a: argparse.Namespace) -> None:
@@ -245,6 +245,7 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--splits", type=Path, nargs="+", required=True)
     s.add_argument("--params", type=_json, default={}, help="GIConfig fields as JSON")
     s.add_argument("--planted", type=_optional_path, default=None, help="simulated raw h5ad with uns['interactions']")
+    s.add_argument("--data-root", type=Path, required=True, help="results/{dataset}: truths in {featureset}/")
     s.add_argument("--out-dir", type=Path, required=True)
     s.set_defaults(func=_cmd_interactions)
 

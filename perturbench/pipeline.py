@@ -7,7 +7,6 @@ interrupted job never leaves a file Snakemake would take as finished.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,6 @@ import pandas as pd
 from perturbench.data.io import atomic_path, write_text_atomic
 from perturbench.data.store import dataset_folder, load_dataset, save_dataset
 from perturbench.errors import ConfigError
-
-_PREDICTION_PATH = re.compile(r"(?P<featureset>[^/]+)/seed(?P<seed>\d+)/predictions/(?P<model>[^/]+)\.h5ad$")
 
 
 def log(msg: str) -> None:
@@ -258,9 +255,11 @@ def _write_tsv(frame: pd.DataFrame, out: Path) -> None:
 
 
 def interactions(
-    predictions: list[Path], splits: list[Path], params: dict[str, Any], out_dir: Path, *, planted: Path | None
+    predictions: list[Path], splits: list[Path], params: dict[str, Any], out_dir: Path, *, data_root: Path,
+    planted: Path | None,
 ) -> None:
-    """Genetic-interaction tables of every prediction file (layout ``{featureset}/seed{seed}/predictions/``).
+    """Genetic-interaction tables of every prediction file, labelled (featureset, seed, run name)
+    from its run record ``uns['run']`` and scored against ``data_root/{featureset}`` (any file path).
 
     Writes ``out_dir/interactions.tsv`` (featureset, model, seed, subgroup, metric, value; model
     ``truth`` = the measured doubles, seed 0), ``interaction_params.tsv`` (per double and run) and
@@ -269,6 +268,7 @@ def interactions(
     from perturbench import interaction_analysis as gi
     from perturbench.interactions import gi_config
     from perturbench.models.base import Prediction
+    from perturbench.provenance import run_labels
     from perturbench.splits import read_manifest
 
     cfg = gi_config(params)
@@ -276,17 +276,18 @@ def interactions(
     planted_types = gi.read_planted(planted) if planted else None
     metrics, tables, curves, truths = [], [], [], {}
     for path in predictions:
-        match = _PREDICTION_PATH.search(Path(path).as_posix())
-        if match is None:
-            raise ConfigError(f"{path}: not a prediction path .../{{featureset}}/seed{{seed}}/predictions/{{model}}.h5ad")
-        fs, seed, model = match["featureset"], int(match["seed"]), match["model"]
+        prediction = Prediction.read(path)
+        labels = run_labels(prediction.run, path)
+        fs, seed, model = labels.featureset, labels.seed, labels.run
+        if seed not in tests:
+            raise ConfigError(f"{path}: uns['run']['seed']: {seed} has no split among --splits")
         if fs not in truths:
-            ds = load_dataset(Path(path).parents[2])
+            ds = load_dataset(Path(data_root) / fs)
             truths[fs] = (ds, gi.truth_table(ds, cfg))
             metrics += [(fs, gi.TRUTH, 0, *row) for row in gi.truth_rows(truths[fs][1], planted_types)]
             tables.append(truths[fs][1].reset_index().assign(featureset=fs, model=gi.TRUTH, seed=0))
         ds, truth = truths[fs]
-        pred = gi.model_table(ds, Prediction.read(path), cfg)
+        pred = gi.model_table(ds, prediction, cfg)
         rows = gi.run_metrics(truth, pred, tests[seed], cfg=cfg, planted=planted_types)
         metrics += [(fs, model, seed, *row) for row in rows]
         tables.append(pred.reset_index().assign(featureset=fs, model=model, seed=seed))
