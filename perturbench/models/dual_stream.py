@@ -52,7 +52,7 @@ from perturbench.data.contract import PerturbDataset
 from perturbench.graphs import GeneGraph, coexpression_graph
 from perturbench.data.io import write_text_atomic
 from perturbench.models.base import FitContext, Prediction
-from perturbench.models.calibration import SigmaCalibration, fit_calibration, gene_spread
+from perturbench.models.calibration import Calibration, fit_calibration, gene_spread
 from perturbench.models.dual_stream_inputs import Encoder, PriorTable, edge_tensors, spectral_order
 from perturbench.models.dual_stream_net import DualStreamConfig, DualStreamNet, NetGraphs, NetInput
 from perturbench.models.train import TERMS, Batch, save_training, train_network
@@ -87,7 +87,7 @@ class DualStreamMambaModel:
         self.config = DualStreamConfig(**params)
         self.net: DualStreamNet | None = None
         self.encoder: Encoder | None = None
-        self.sigma: SigmaCalibration | None = None
+        self.sigma: Calibration | None = None
 
     # -- fit ----------------------------------------------------------------------------------
     def fit(self, train: PerturbDataset, *, context: FitContext) -> Self:
@@ -120,8 +120,8 @@ class DualStreamMambaModel:
                   **(self.sigma.record() if self.sigma is not None else {})}
         write_text_atomic(log_dir / "calibration.json", json.dumps(record, indent=2) + "\n")
 
-    def _calibrate(self, train: PerturbDataset, val: PerturbDataset | None) -> SigmaCalibration | None:
-        """σ'² = a·σ² + b·s² + c·Δ̂² fitted on the validation conditions (None without any, or when off)."""
+    def _calibrate(self, train: PerturbDataset, val: PerturbDataset | None) -> Calibration | None:
+        """σ' fitted on the validation conditions (:func:`fit_calibration`; None without any, or when off)."""
         if self.config.calibration == "none" or val is None or not val.conditions:
             return None
         mean, logvar = self._predict_arrays(val.conditions)

@@ -1,0 +1,52 @@
+"""The log-linear σ calibration (perturbench.models.calibration): formula, fit, selection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from perturbench.models.calibration import (
+    LogLinearCalibration,
+    SigmaCalibration,
+    _fit_loglinear,
+    fit_calibration,
+    loglinear_design,
+)
+
+
+def test_apply_matches_the_hand_computed_formula():
+    # genes with s² = 1 and 3, ε_s = ε_Δ = 1; one condition with Δ̂ = (1, 3): m_c = (1 + 9) / 2 = 5
+    cal = LogLinearCalibration((0.5, 2.0, 1.0, 1.0, 1.0), np.array([1.0, 3.0]), 1.0, 1.0, 2)
+    logvar, change = np.array([[0.0, 0.25]]), np.array([[1.0, 3.0]])
+    expected = [0.5 + 0.0 + np.log(2) + np.log(6) + np.log(2),  # gene 0: log(1+1), log(5+1), log(1+1)
+                0.5 + 0.5 + np.log(4) + np.log(6) + np.log(10)]  # gene 1: 2·0.25, log(3+1), log(9+1)
+    np.testing.assert_allclose(cal.apply(logvar, change), [expected])
+    assert cal.record()["form"] == "loglinear" and cal.record()["beta"] == [0.5, 2.0, 1.0, 1.0, 1.0]
+
+
+def test_fit_recovers_the_weights_where_every_residual_equals_its_sigma(rng):
+    logvar, change = rng.normal(0.0, 1.0, (30, 8)), rng.normal(0.0, 1.0, (30, 8))
+    design = loglinear_design(logvar, change, rng.uniform(0.1, 2.0, 8), 0.05, 0.1)
+    beta = np.array([-0.3, 0.6, 0.4, 0.2, 0.3])
+    # the NLL's gradient ½ Σ x (1 − r² e^{−x·β}) vanishes at β when r² = e^{x·β} everywhere
+    np.testing.assert_allclose(_fit_loglinear(design, np.exp(design @ beta)), beta, atol=1e-5)
+
+
+def test_select_keeps_the_loglinear_form_when_errors_are_multiplicative(rng):
+    spread, change = rng.uniform(0.05, 3.0, 6), rng.normal(0.0, 1.0, (4000, 6))
+    logvar = rng.normal(0.0, 1.0, change.shape)
+    eps_s, eps_c = 0.1 * spread.mean(), 0.1 * np.mean(change**2)  # the floors fit_calibration uses
+    beta = np.array([-1.0, 0.5, 0.8, 0.0, 0.3])
+    sigma = np.exp(0.5 * loglinear_design(logvar, change, spread, eps_s, eps_c) @ beta)
+    truth = rng.normal(0.0, sigma)  # Gaussian errors with the log-linear σ'
+    cal = fit_calibration(np.zeros_like(truth), logvar, truth, change, spread, mode="select")
+    assert isinstance(cal, LogLinearCalibration)
+    np.testing.assert_allclose(cal.beta, beta, atol=0.1)
+    assert (cal.eps_spread, cal.eps_change) == pytest.approx((eps_s, eps_c))
+
+
+def test_scale_mode_never_fits_the_loglinear_form(rng):
+    change = rng.normal(0.0, 1.0, (500, 4))
+    truth = rng.normal(0.0, np.abs(change) + 0.1)
+    cal = fit_calibration(np.zeros_like(truth), np.zeros_like(truth), truth, change, np.ones(4), mode="scale")
+    assert isinstance(cal, SigmaCalibration) and cal.b == cal.c == 0.0
