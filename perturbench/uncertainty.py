@@ -4,7 +4,8 @@ One row per (featureset, model, seed, calibrated) over a run's test conditions �
 prediction file: ``calibrated = no`` uses the network's own log-variance (``layers['logvar_raw']``
 when the run was calibrated, else ``layers['logvar']``), ``calibrated = yes`` the log-variance
 calibrated on validation conditions (``layers['logvar']`` of a run that has ``logvar_raw``).
-Columns: Gaussian NLL, coverage of the central 50% / 90% intervals μ ± zσ and Spearman ρ(σ, |y − μ|)
+Columns: Gaussian NLL, coverage of the central 50% / 90% intervals μ ± zσ, Spearman ρ(σ, |y − μ|)
+pooled over condition × gene values and ρ over conditions of RMS σ vs RMS error
 (:func:`perturbench.report.analyses.calibration`). Runs without any log-variance give no rows.
 """
 
@@ -21,7 +22,7 @@ from perturbench.provenance import run_labels
 from perturbench.report.analyses import calibration
 
 COLUMNS = ["featureset", "model", "seed", "calibrated", "nll", "coverage50", "coverage90",
-           "spearman_sigma_abs_error", "n"]
+           "spearman_sigma_abs_error", "spearman_condition", "n"]
 
 
 def calibration_rows(prediction_path: Path, data_root: Path) -> list[dict]:
