@@ -50,3 +50,21 @@ def test_scale_mode_never_fits_the_loglinear_form(rng):
     truth = rng.normal(0.0, np.abs(change) + 0.1)
     cal = fit_calibration(np.zeros_like(truth), np.zeros_like(truth), truth, change, np.ones(4), mode="scale")
     assert isinstance(cal, SigmaCalibration) and cal.b == cal.c == 0.0
+
+
+def test_condition_covariates_add_their_weights_to_every_gene_of_the_condition():
+    cal = LogLinearCalibration((0.0, 0.0, 0.0, 0.0, 0.0, 0.5, -1.0), np.ones(2), 1.0, 1.0, 4)
+    covariates = np.array([[2.0, 1.0], [1.0, 0.0]])  # (unknown targets, combination) per condition
+    out = cal.apply(np.zeros((2, 2)), np.zeros((2, 2)), covariates)
+    np.testing.assert_allclose(out, [[0.0, 0.0], [0.5, 0.5]])  # 2·0.5 − 1 = 0; 1·0.5 = 0.5
+    with pytest.raises(ValueError, match="0 covariates, fitted with 2"):
+        cal.apply(np.zeros((2, 2)), np.zeros((2, 2)))
+
+
+def test_select_recovers_a_condition_level_covariate(rng):
+    covariates = rng.integers(0, 3, (3000, 1)).astype(float)  # e.g. targets without a training effect
+    change, logvar = rng.normal(0.0, 1.0, (3000, 4)), np.zeros((3000, 4))
+    truth = rng.normal(0.0, np.exp(0.5 * (-1.0 + 0.7 * covariates)) * np.ones((1, 4)))
+    cal = fit_calibration(np.zeros_like(truth), logvar, truth, change, np.ones(4), mode="select",
+                          covariates=covariates)
+    assert isinstance(cal, LogLinearCalibration) and cal.beta[5] == pytest.approx(0.7, abs=0.05)

@@ -16,9 +16,11 @@ err more in absolute terms).
 
 Log-linear (:class:`LogLinearCalibration`), multiplicative in the same quantities plus the
 condition's predicted effect size ``m_c = (1/G) Σ_g Δ̂²_cg`` (conditions predicted to move many
-genes strongly are predicted worse)::
+genes strongly are predicted worse) and optional per-condition covariates ``z_c`` (k values, e.g.
+the model's count of targets it has no training effect for, and whether c is a combination)::
 
     log σ'²_cg = β₀ + β₁ log σ²_cg + β₂ log(s²_g + ε_s) + β₃ log(m_c + ε_Δ) + β₄ log(Δ̂²_cg + ε_Δ)
+                 + Σ_j β₄₊ⱼ z_cj
 
 with floors ``ε_s = 0.1 · mean_g s²_g`` and ``ε_Δ = 0.1 · mean(Δ̂²)`` over the validation
 predictions (a gene with no training spread or a change predicted as 0 keeps a finite log).
@@ -32,7 +34,7 @@ form ``a = mean(r² / σ²)``). ``mode="select"`` fits the nested additive forms
 σ² + s² + Δ̂² and the log-linear form, and keeps the one with the lowest *validation* NLL among
 those whose validation 50% / 90% coverage lies within 0.05 of nominal (none: the one closest to
 nominal). The coverage guard matters where the NLL optimum tracks |r| closely yet misses the
-Gaussian shape, e.g. where most true changes are ≈ 0 and |r| ≈ |Δ̂|. At most five weights are
+Gaussian shape, e.g. where most true changes are ≈ 0 and |r| ≈ |Δ̂|. At most 5 + k weights are
 fitted on (validation conditions × genes) values, so in-sample NLL ranks the forms.
 Test conditions never enter: :func:`fit_calibration` sees validation arrays and training changes only.
 """
@@ -63,8 +65,9 @@ class SigmaCalibration:
     spread: np.ndarray  # (G,) s²_g
     n_val: int
 
-    def apply(self, logvar: np.ndarray, change: np.ndarray) -> np.ndarray:
-        """Calibrated log σ'² for raw ``logvar`` and predicted change ``change`` (both (C, G))."""
+    def apply(self, logvar: np.ndarray, change: np.ndarray, covariates: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated log σ'² for raw ``logvar`` and predicted change ``change`` (both (C, G));
+        the additive form ignores ``covariates``."""
         return np.log(self.a * np.exp(logvar) + self.b * self.spread + self.c * change**2 + _VAR_FLOOR)
 
     def record(self) -> dict:
@@ -74,17 +77,21 @@ class SigmaCalibration:
 
 @dataclass(frozen=True)
 class LogLinearCalibration:
-    """log σ'² = β·(1, log σ², log(s² + ε_s), log(m_c + ε_Δ), log(Δ̂² + ε_Δ)) (module docstring)."""
+    """log σ'² = β·(1, log σ², log(s² + ε_s), log(m_c + ε_Δ), log(Δ̂² + ε_Δ), z_c) (module docstring)."""
 
-    beta: tuple[float, float, float, float, float]
+    beta: tuple[float, ...]  # 5 + k weights
     spread: np.ndarray  # (G,) s²_g
     eps_spread: float
     eps_change: float
     n_val: int
 
-    def apply(self, logvar: np.ndarray, change: np.ndarray) -> np.ndarray:
-        """Calibrated log σ'² for raw ``logvar`` and predicted change ``change`` (both (C, G))."""
-        return loglinear_design(logvar, change, self.spread, self.eps_spread, self.eps_change) @ np.asarray(self.beta)
+    def apply(self, logvar: np.ndarray, change: np.ndarray, covariates: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated log σ'² for raw ``logvar``, predicted change ``change`` (both (C, G)) and the
+        (C, k) ``covariates`` it was fitted with."""
+        design = loglinear_design(logvar, change, self.spread, self.eps_spread, self.eps_change, covariates)
+        if design.shape[-1] != len(self.beta):
+            raise ValueError(f"LogLinearCalibration: {design.shape[-1] - 5} covariates, fitted with {len(self.beta) - 5}")
+        return design @ np.asarray(self.beta)
 
     def record(self) -> dict:
         return {"form": "loglinear", "beta": list(self.beta), "eps_spread": self.eps_spread,
@@ -95,14 +102,21 @@ Calibration = SigmaCalibration | LogLinearCalibration
 
 
 def loglinear_design(logvar: np.ndarray, change: np.ndarray, spread: np.ndarray, eps_spread: float,
-                     eps_change: float) -> np.ndarray:
-    """(C, G, 5) features of the log-linear form: 1, log σ², log(s²_g + ε_s), log(m_c + ε_Δ),
-    log(Δ̂²_cg + ε_Δ) with m_c = mean_g Δ̂²_cg (from the predictions alone, no truth)."""
+                     eps_change: float, covariates: np.ndarray | None = None) -> np.ndarray:
+    """(C, G, 5 + k) features of the log-linear form: 1, log σ², log(s²_g + ε_s), log(m_c + ε_Δ),
+    log(Δ̂²_cg + ε_Δ) with m_c = mean_g Δ̂²_cg (from the predictions alone, no truth), then the
+    (C, k) ``covariates`` repeated over genes."""
     sq = np.asarray(change, np.float64) ** 2  # (C, G) Δ̂²
     m = np.broadcast_to(sq.mean(axis=1, keepdims=True), sq.shape)  # (C, G) m_c
     gene = np.broadcast_to(np.log(np.asarray(spread, np.float64) + eps_spread), sq.shape)  # (C, G)
-    return np.stack([np.ones_like(sq), np.asarray(logvar, np.float64), gene, np.log(m + eps_change),
+    base = np.stack([np.ones_like(sq), np.asarray(logvar, np.float64), gene, np.log(m + eps_change),
                      np.log(sq + eps_change)], axis=-1)  # (C, G, 5)
+    if covariates is None:
+        return base
+    z = np.asarray(covariates, np.float64)
+    if z.ndim != 2 or len(z) != len(sq):
+        raise ValueError(f"loglinear_design: covariates shape {z.shape}, expected ({len(sq)}, k)")
+    return np.concatenate([base, np.broadcast_to(z[:, None, :], (*sq.shape, z.shape[1]))], axis=-1)
 
 
 def _fit_loglinear(design: np.ndarray, sq: np.ndarray) -> np.ndarray:
@@ -153,13 +167,13 @@ def _fit_weights(terms: np.ndarray, sq: np.ndarray) -> np.ndarray:
 
 def fit_calibration(
     mean: np.ndarray, logvar: np.ndarray, truth: np.ndarray, change: np.ndarray, spread: np.ndarray, *,
-    mode: CalibrationMode,
+    mode: CalibrationMode, covariates: np.ndarray | None = None,
 ) -> Calibration:
     """Fit the calibration on validation predictions ``mean``, ``logvar``, predicted changes
     ``change`` and truths ``truth`` (all (C, G)); ``spread`` (G,) from training. ``mode="select"``
     fits the three nested additive forms (σ²; σ², s²; σ², s², Δ̂²) and the log-linear form by NLL
     and keeps the lowest validation NLL among those within 0.05 of nominal 50% and 90% coverage
-    (none within: the form closest to nominal)."""
+    (none within: the form closest to nominal); ``covariates`` (C, k) enter the log-linear form only."""
     shapes = {np.shape(mean), np.shape(logvar), np.shape(truth), np.shape(change)}
     if len(shapes) != 1 or np.shape(mean)[-1:] != np.shape(spread):
         raise ValueError(f"fit_calibration: shapes differ: mean/logvar/truth/change {sorted(shapes)}, "
@@ -170,9 +184,9 @@ def fit_calibration(
     candidates = _additive_candidates(np.asarray(logvar, np.float64), np.asarray(change, np.float64), spread, sq,
                                       forms=(1,) if mode == "scale" else (1, 2, 3))
     if mode == "select":
-        candidates.append(_loglinear_candidate(logvar, change, spread, sq))
-    scored = [(_coverage_error(np.exp(cal.apply(logvar, change)), sq), _nll(np.exp(cal.apply(logvar, change)), sq),
-               i, cal) for i, cal in enumerate(candidates)]
+        candidates.append(_loglinear_candidate(logvar, change, spread, sq, covariates))
+    fitted = [np.exp(cal.apply(logvar, change, covariates)) for cal in candidates]  # σ'² of each form
+    scored = [(_coverage_error(var, sq), _nll(var, sq), i, cal) for i, (var, cal) in enumerate(zip(fitted, candidates, strict=True))]
     admissible = [item for item in scored if item[0] <= _COVERAGE_TOLERANCE]
     if admissible:
         return min(admissible, key=lambda item: item[1:3])[3]
@@ -191,9 +205,9 @@ def _additive_candidates(logvar: np.ndarray, change: np.ndarray, spread: np.ndar
     return out
 
 
-def _loglinear_candidate(logvar: np.ndarray, change: np.ndarray, spread: np.ndarray,
-                         sq: np.ndarray) -> LogLinearCalibration:
+def _loglinear_candidate(logvar: np.ndarray, change: np.ndarray, spread: np.ndarray, sq: np.ndarray,
+                         covariates: np.ndarray | None) -> LogLinearCalibration:
     eps_spread = max(_FLOOR_FRACTION * float(np.mean(spread)), _VAR_FLOOR)
     eps_change = max(_FLOOR_FRACTION * float(np.mean(np.asarray(change, np.float64) ** 2)), _VAR_FLOOR)
-    beta = _fit_loglinear(loglinear_design(logvar, change, spread, eps_spread, eps_change), sq)
+    beta = _fit_loglinear(loglinear_design(logvar, change, spread, eps_spread, eps_change, covariates), sq)
     return LogLinearCalibration(tuple(float(b) for b in beta), spread, eps_spread, eps_change, int(sq.size))

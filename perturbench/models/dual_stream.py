@@ -127,7 +127,13 @@ class DualStreamMambaModel:
         mean, logvar = self._predict_arrays(val.conditions)
         spread = gene_spread(train.expression(train.conditions) - self.ctrl)
         return fit_calibration(mean, logvar, val.expression(val.conditions), mean - self.ctrl, spread,
-                               mode=self.config.calibration)
+                               mode=self.config.calibration, covariates=self.calibration_covariates(val.conditions))
+
+    def calibration_covariates(self, conditions: Sequence[str]) -> np.ndarray:
+        """(C, 2) per-condition covariates of the σ calibration: the number of targets the prior has
+        no training effect for, and 1 for a combination (0 for a single)."""
+        return np.array([[len(self.encoder.prior.hidden_at_prediction(c)), float(len(targets(c)) > 1)]
+                         for c in conditions], dtype=np.float64).reshape(len(conditions), 2)
 
     def _build(self, train: PerturbDataset, context: FitContext, rng: np.random.Generator) -> None:
         self.genes = train.genes
@@ -237,7 +243,7 @@ class DualStreamMambaModel:
         mean, logvar = self._predict_arrays(conditions)
         if self.sigma is None:
             return Prediction(self.name, conditions, list(self.genes), mean, logvar)
-        calibrated = self.sigma.apply(logvar, mean - self.ctrl)
+        calibrated = self.sigma.apply(logvar, mean - self.ctrl, self.calibration_covariates(conditions))
         return Prediction(self.name, conditions, list(self.genes), mean, calibrated, logvar_raw=logvar)
 
     @torch.no_grad()
