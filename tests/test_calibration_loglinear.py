@@ -68,3 +68,12 @@ def test_select_recovers_a_condition_level_covariate(rng):
     cal = fit_calibration(np.zeros_like(truth), logvar, truth, change, np.ones(4), mode="select",
                           covariates=covariates)
     assert isinstance(cal, LogLinearCalibration) and cal.beta[5] == pytest.approx(0.7, abs=0.05)
+
+
+def test_a_covariate_constant_on_validation_keeps_weight_zero(rng):
+    change = rng.normal(0.0, 1.0, (400, 3))
+    truth = rng.normal(0.0, 0.5 + np.abs(change))
+    covariates = np.column_stack([np.ones(400), rng.integers(0, 2, 400)])  # every validation condition a combination
+    cal = fit_calibration(np.zeros_like(truth), np.zeros_like(truth), truth, change, np.ones(3), mode="select",
+                          covariates=covariates)
+    assert isinstance(cal, LogLinearCalibration) and cal.beta[5] == 0.0 and cal.beta[6] != 0.0

@@ -186,7 +186,8 @@ def fit_calibration(
     if mode == "select":
         candidates.append(_loglinear_candidate(logvar, change, spread, sq, covariates))
     fitted = [np.exp(cal.apply(logvar, change, covariates)) for cal in candidates]  # σ'² of each form
-    scored = [(_coverage_error(var, sq), _nll(var, sq), i, cal) for i, (var, cal) in enumerate(zip(fitted, candidates, strict=True))]
+    scored = [(_coverage_error(var, sq), _nll(var, sq), i, cal)
+              for i, (var, cal) in enumerate(zip(fitted, candidates, strict=True))]
     admissible = [item for item in scored if item[0] <= _COVERAGE_TOLERANCE]
     if admissible:
         return min(admissible, key=lambda item: item[1:3])[3]
@@ -209,5 +210,9 @@ def _loglinear_candidate(logvar: np.ndarray, change: np.ndarray, spread: np.ndar
                          covariates: np.ndarray | None) -> LogLinearCalibration:
     eps_spread = max(_FLOOR_FRACTION * float(np.mean(spread)), _VAR_FLOOR)
     eps_change = max(_FLOOR_FRACTION * float(np.mean(np.asarray(change, np.float64) ** 2)), _VAR_FLOOR)
-    beta = _fit_loglinear(loglinear_design(logvar, change, spread, eps_spread, eps_change, covariates), sq)
+    design = loglinear_design(logvar, change, spread, eps_spread, eps_change, covariates)  # (C, G, 5 + k)
+    # a covariate constant over the validation conditions is confounded with β₀: its weight stays 0
+    varies = np.r_[np.ones(5, bool), np.ptp(design[:, 0, 5:], axis=0) > 0] if len(design) else np.ones(5, bool)
+    beta = np.zeros(design.shape[-1])
+    beta[varies] = _fit_loglinear(design[..., varies], sq)
     return LogLinearCalibration(tuple(float(b) for b in beta), spread, eps_spread, eps_change, int(sq.size))
