@@ -8,6 +8,8 @@ import pytest
 from perturbench.models.calibration import (
     LogLinearCalibration,
     SigmaCalibration,
+    TemperedCalibration,
+    _coverage_match,
     _fit_loglinear,
     fit_calibration,
     loglinear_design,
@@ -71,9 +73,45 @@ def test_select_recovers_a_condition_level_covariate(rng):
 
 
 def test_a_covariate_constant_on_validation_keeps_weight_zero(rng):
-    change = rng.normal(0.0, 1.0, (400, 3))
-    truth = rng.normal(0.0, 0.5 + np.abs(change))
-    covariates = np.column_stack([np.ones(400), rng.integers(0, 2, 400)])  # every validation condition a combination
+    change, unknown = rng.normal(0.0, 1.0, (2000, 3)), rng.integers(0, 2, 2000)
+    truth = rng.normal(0.0, (0.5 + np.abs(change)) * np.exp(0.3 * unknown)[:, None])
+    covariates = np.column_stack([np.ones(2000), unknown])  # every validation condition a combination
     cal = fit_calibration(np.zeros_like(truth), np.zeros_like(truth), truth, change, np.ones(3), mode="select",
                           covariates=covariates)
-    assert isinstance(cal, LogLinearCalibration) and cal.beta[5] == 0.0 and cal.beta[6] != 0.0
+    assert isinstance(cal, LogLinearCalibration) and cal.beta[5] == 0.0
+    assert cal.beta[6] == pytest.approx(0.6, abs=0.1)  # log σ'² gains 2 · 0.3 per unknown target
+
+
+def test_condition_terms_fitted_on_few_conditions_lose_the_cross_fitted_selection(rng):
+    # 4 validation conditions, errors ∝ the gene's spread only; a covariate unrelated to the errors
+    spread = rng.uniform(0.05, 2.0, 300)
+    truth = rng.normal(0.0, np.sqrt(spread), (4, 300))
+    change = rng.normal(0.0, 1.0, truth.shape)
+    covariates = rng.normal(0.0, 1.0, (4, 2))
+    cal = fit_calibration(np.zeros_like(truth), np.zeros_like(truth), truth, change, spread, mode="select",
+                          covariates=covariates)
+    in_sample = fit_calibration(np.zeros_like(truth), np.zeros_like(truth), truth, change, spread, mode="select")
+    assert isinstance(cal, SigmaCalibration) or (cal.beta[3] == 0.0 and cal.beta[5:] == (0.0, 0.0))
+    assert type(cal) is type(in_sample)  # the unrelated covariates changed nothing
+
+
+def test_tempered_calibration_is_the_hand_computed_power_of_its_base():
+    base = SigmaCalibration(2.0, 0.0, 0.0, np.ones(2), 4)  # σ'² = 2σ²
+    cal = TemperedCalibration(base, alpha=0.25, power=0.5)
+    logvar = np.log([[1.0, 8.0]])
+    # log σ''² = 2·0.25 + 0.5·log(2σ²): σ² = 1 → 0.5 + 0.5 log 2; σ² = 8 → 0.5 + 0.5 log 16
+    np.testing.assert_allclose(cal.apply(logvar, np.zeros((1, 2))), [[0.5 + 0.5 * np.log(2), 0.5 + 0.5 * np.log(16)]])
+    assert cal.record()["base"]["form"] == "additive" and cal.record()["power"] == 0.5
+
+
+def test_coverage_match_restores_nominal_coverage_where_sigma_tracks_the_error_too_closely(rng):
+    # |r| = σ' · w with w ∈ [0.8, 1.2]: any scale of σ' covers 0% or 100% of a level's residuals at
+    # once; σ'^p with p < 1 mixes in the spread of σ' and gets both 50% and 90% near nominal
+    scale = np.exp(rng.normal(0.0, 1.0, (50, 200)))
+    residual = scale * rng.uniform(0.8, 1.2, scale.shape) * rng.choice([-1.0, 1.0], scale.shape)
+    alpha, power = _coverage_match(scale**2, residual**2)
+    var = np.exp(2 * alpha) * scale ** (2 * power)
+    z50, z90 = 0.6744897501960817, 1.6448536269514722
+    assert abs(np.mean(np.abs(residual) <= z50 * np.sqrt(var)) - 0.5) < 0.03
+    assert abs(np.mean(np.abs(residual) <= z90 * np.sqrt(var)) - 0.9) < 0.03
+    assert 0.0 < power < 1.0
