@@ -3,7 +3,7 @@
 The network's ``log σ²`` head is trained on training targets: at cell level it learns the
 cell-to-cell noise of single cells (far wider than the error of a predicted condition mean), on
 pseudobulk the residuals of conditions it has fitted. Here σ² is re-expressed as the variance of
-the error of the predicted mean of an *unseen* condition, in one of two families.
+the error of the predicted mean of an *unseen* condition, by one of the forms below.
 
 Additive (:class:`SigmaCalibration`)::
 
@@ -42,9 +42,10 @@ weight fitted on 4 conditions predicts noise), and the coverage guard where the 
 tracks |r| closely yet misses the Gaussian shape (most true changes ≈ 0 and |r| ≈ |Δ̂|).
 
 Coverage matching (:class:`TemperedCalibration`): when even the form closest to nominal misses
-it by more than 0.10 (the benchmark's coverage tolerance; (α, p) fitted on held-out coverage of
-few validation conditions is itself noisy, so smaller misses are left alone), that form is tempered, ``log σ''² = 2α + p · log σ'²`` with (α, p) matching its held-out 50% and
-90% coverage (:func:`_coverage_match`). p > 0 keeps the ranking of σ', so ρ(σ, |error|) is
+it by more than 0.10 (the benchmark's coverage tolerance; (α, p) fitted on the held-out coverage
+of few validation conditions is itself noisy, so smaller misses are left alone), that form is
+tempered, ``log σ''² = 2α + p · log σ'²``, with (α, p) matching its held-out 50% and 90% coverage
+(:func:`_coverage_match`). p > 0 keeps the ranking of σ', so ρ(σ, |error|) is
 unchanged while the intervals get the width the residuals' (non-Gaussian) shape needs.
 Test conditions never enter: :func:`fit_calibration` sees validation arrays and training changes only.
 """
