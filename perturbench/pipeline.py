@@ -127,7 +127,6 @@ def fit_predict(
     the training conditions of the split, predict its test conditions, and store the run record
     (:mod:`perturbench.provenance`) in the prediction file. Only models with the ``reads_cells``
     trait load the cells; a cell split's parts come from :func:`perturbench.cell_split.cell_split_parts`."""
-    from perturbench.cell_split import CellSplit, cell_split_parts, read_any_manifest
     from perturbench.graphs import load_graph
     from perturbench.models.base import FitContext, attribution_record
     from perturbench.models.registry import get_model, model_spec, resolved_params
@@ -135,15 +134,7 @@ def fit_predict(
 
     name, hyper = params.get("model", model), params.get("params", {})
     instance = get_model(name, **hyper)  # bad hyper-parameters fail before any loading
-    sp = read_any_manifest(split_path)
-    cells = model_spec(name).reads_cells
-    if isinstance(sp, CellSplit):
-        parts = cell_split_parts(data_dir, sp, with_cells=cells)
-        ds, train, val = parts.truth, parts.train, parts.val
-    else:
-        ds = load_dataset(data_dir, with_cells=cells)
-        train = ds.subset(list(sp.train))
-        val = ds.subset(list(sp.val)) if sp.val else None
+    sp, ds, train, val = _fit_data(data_dir, split_path, cells=model_spec(name).reads_cells)
     graph = load_graph(go_graph_path) if go_graph_path else None
     log_dir.mkdir(parents=True, exist_ok=True)
     context = FitContext(seed=sp.seed, val=val, go_graph=graph, go_table=go_table,
@@ -160,6 +151,49 @@ def fit_predict(
         dataset_fingerprint=dataset_fingerprint(ds), device=device, cost=cost)
     prediction.write(out)
     log(f"{model}: predicted {len(prediction.conditions)} conditions, skipped {len(prediction.skipped)}")
+
+
+def _fit_data(data_dir: Path, split_path: Path, *, cells: bool) -> tuple:
+    """(split, truth dataset, training part, validation part or None) of a split, as models see them;
+    a cell split's parts come from :func:`perturbench.cell_split.cell_split_parts`."""
+    from perturbench.cell_split import CellSplit, cell_split_parts, read_any_manifest
+
+    sp = read_any_manifest(split_path)
+    if isinstance(sp, CellSplit):
+        parts = cell_split_parts(data_dir, sp, with_cells=cells)
+        return sp, parts.truth, parts.train, parts.val
+    ds = load_dataset(data_dir, with_cells=cells)
+    return sp, ds, ds.subset(list(sp.train)), ds.subset(list(sp.val)) if sp.val else None
+
+
+def recalibrate(data_dir: Path, split_path: Path, prediction_path: Path, checkpoint: Path, out: Path, *,
+                go_graph_path: Path | None, device: str) -> None:
+    """Refit the σ calibration of a prediction file on its split's validation conditions without
+    retraining: the model is restored from ``checkpoint`` (its ``restore``; the run record names
+    the model and its hyper-parameters), its test means must reproduce the file's (|Δ| ≤ 1e-4),
+    and ``out`` gets the file with the new ``layers['logvar']`` / ``layers['logvar_raw']``."""
+    import numpy as np
+
+    from perturbench.graphs import load_graph
+    from perturbench.models.base import FitContext, Prediction
+    from perturbench.models.registry import get_model, model_spec
+    from perturbench.provenance import run_labels
+
+    pred = Prediction.read(prediction_path)
+    run_labels(pred.run, prediction_path)
+    name = pred.run["model"]
+    instance = get_model(name, **pred.run["params"])
+    if not hasattr(instance, "restore"):
+        raise ConfigError(f"{prediction_path}: uns['run']['model']: {name!r} cannot be restored from a checkpoint")
+    sp, _, train, val = _fit_data(data_dir, split_path, cells=model_spec(name).reads_cells)
+    graph = load_graph(go_graph_path) if go_graph_path else None
+    context = FitContext(seed=sp.seed, val=val, go_graph=graph, device=device)
+    new = instance.restore(train, context=context, checkpoint=checkpoint).predict(pred.conditions)
+    if new.conditions != pred.conditions or not np.allclose(new.mean, pred.mean, rtol=0.0, atol=1e-4):
+        raise ConfigError(f"{checkpoint}: the restored model does not reproduce the means of {prediction_path}")
+    pred.logvar, pred.logvar_raw = new.logvar, new.logvar_raw
+    pred.write(out)
+    log(f"recalibrated {prediction_path} -> {out}")
 
 
 def evaluate(data_dir: Path, split_path: Path, prediction_path: Path, out: Path, *,

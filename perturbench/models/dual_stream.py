@@ -110,6 +110,19 @@ class DualStreamMambaModel:
             self._save(Path(context.log_dir))
         return self
 
+    def restore(self, train: PerturbDataset, *, context: FitContext, checkpoint: Path) -> Self:
+        """The fitted model of :meth:`fit` rebuilt without training: the inputs, prior and graphs
+        from ``train`` (as :meth:`fit` builds them, same seed), the weights from ``checkpoint``
+        (``model.pt``), then σ calibrated afresh on ``context.val``."""
+        self._device = _resolve_device(context.device)
+        self._build(train, context, np.random.default_rng(context.seed))
+        if self.net is None:
+            raise ValueError(f"{checkpoint}: a run without a network (network=False) has no checkpoint")
+        state = torch.load(checkpoint, map_location=self._device, weights_only=False)
+        self.net.load_state_dict(state["state_dict"])
+        self.sigma = self._calibrate(train, context.val)
+        return self
+
     def _save(self, log_dir: Path) -> None:
         """Loss curves (header only without a network), checkpoint (with a network), calibration.json."""
         if self.net is None:
