@@ -78,6 +78,13 @@ def _cmd_fit_predict(a: argparse.Namespace) -> None:
                          go_table=a.go_table, log_dir=a.log_dir, device=a.device, featureset=a.featureset)
 
 
+def _cmd_recalibrate(a: argparse.Namespace) -> None:
+    from perturbench import pipeline
+
+    pipeline.recalibrate(a.data_dir, a.split, a.prediction, a.checkpoint, a.out, go_graph_path=a.go_graph,
+                         device=a.device)
+
+
 def _cmd_evaluate(a: argparse.Namespace) -> None:
     from perturbench import pipeline
 
@@ -111,7 +118,7 @@ def _cmd_calibration(a: argparse.Namespace) -> None:
 def _cmd_interactions(a: argparse.Namespace) -> None:
     from perturbench import pipeline
 
-    pipeline.interactions(a.predictions, a.splits, a.params, a.out_dir, planted=a.planted)
+    pipeline.interactions(a.predictions, a.splits, a.params, a.out_dir, data_root=a.data_root, planted=a.planted)
 
 
 def _cmd_bench(a: argparse.Namespace) -> None:
@@ -201,6 +208,16 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=_cmd_fit_predict)
 
+    s = sub.add_parser("recalibrate", help="refit a prediction file's σ calibration from its checkpoint")
+    s.add_argument("--data-dir", type=Path, required=True)
+    s.add_argument("--split", type=Path, required=True)
+    s.add_argument("--prediction", type=Path, required=True)
+    s.add_argument("--checkpoint", type=Path, required=True, help="models/{run}/model.pt of the run")
+    s.add_argument("--go-graph", type=_optional_path, default=None)
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=_cmd_recalibrate)
+
     s = sub.add_parser("evaluate", help="per-condition metrics of one prediction file")
     s.add_argument("--data-dir", type=Path, required=True)
     s.add_argument("--split", type=Path, required=True)
@@ -245,6 +262,7 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--splits", type=Path, nargs="+", required=True)
     s.add_argument("--params", type=_json, default={}, help="GIConfig fields as JSON")
     s.add_argument("--planted", type=_optional_path, default=None, help="simulated raw h5ad with uns['interactions']")
+    s.add_argument("--data-root", type=Path, required=True, help="results/{dataset}: truths in {featureset}/")
     s.add_argument("--out-dir", type=Path, required=True)
     s.set_defaults(func=_cmd_interactions)
 

@@ -7,7 +7,6 @@ interrupted job never leaves a file Snakemake would take as finished.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,6 @@ import pandas as pd
 from perturbench.data.io import atomic_path, write_text_atomic
 from perturbench.data.store import dataset_folder, load_dataset, save_dataset
 from perturbench.errors import ConfigError
-
-_PREDICTION_PATH = re.compile(r"(?P<featureset>[^/]+)/seed(?P<seed>\d+)/predictions/(?P<model>[^/]+)\.h5ad$")
 
 
 def log(msg: str) -> None:
@@ -130,7 +127,6 @@ def fit_predict(
     the training conditions of the split, predict its test conditions, and store the run record
     (:mod:`perturbench.provenance`) in the prediction file. Only models with the ``reads_cells``
     trait load the cells; a cell split's parts come from :func:`perturbench.cell_split.cell_split_parts`."""
-    from perturbench.cell_split import CellSplit, cell_split_parts, read_any_manifest
     from perturbench.graphs import load_graph
     from perturbench.models.base import FitContext, attribution_record
     from perturbench.models.registry import get_model, model_spec, resolved_params
@@ -138,15 +134,7 @@ def fit_predict(
 
     name, hyper = params.get("model", model), params.get("params", {})
     instance = get_model(name, **hyper)  # bad hyper-parameters fail before any loading
-    sp = read_any_manifest(split_path)
-    cells = model_spec(name).reads_cells
-    if isinstance(sp, CellSplit):
-        parts = cell_split_parts(data_dir, sp, with_cells=cells)
-        ds, train, val = parts.truth, parts.train, parts.val
-    else:
-        ds = load_dataset(data_dir, with_cells=cells)
-        train = ds.subset(list(sp.train))
-        val = ds.subset(list(sp.val)) if sp.val else None
+    sp, ds, train, val = _fit_data(data_dir, split_path, cells=model_spec(name).reads_cells)
     graph = load_graph(go_graph_path) if go_graph_path else None
     log_dir.mkdir(parents=True, exist_ok=True)
     context = FitContext(seed=sp.seed, val=val, go_graph=graph, go_table=go_table,
@@ -163,6 +151,49 @@ def fit_predict(
         dataset_fingerprint=dataset_fingerprint(ds), device=device, cost=cost)
     prediction.write(out)
     log(f"{model}: predicted {len(prediction.conditions)} conditions, skipped {len(prediction.skipped)}")
+
+
+def _fit_data(data_dir: Path, split_path: Path, *, cells: bool) -> tuple:
+    """(split, truth dataset, training part, validation part or None) of a split, as models see them;
+    a cell split's parts come from :func:`perturbench.cell_split.cell_split_parts`."""
+    from perturbench.cell_split import CellSplit, cell_split_parts, read_any_manifest
+
+    sp = read_any_manifest(split_path)
+    if isinstance(sp, CellSplit):
+        parts = cell_split_parts(data_dir, sp, with_cells=cells)
+        return sp, parts.truth, parts.train, parts.val
+    ds = load_dataset(data_dir, with_cells=cells)
+    return sp, ds, ds.subset(list(sp.train)), ds.subset(list(sp.val)) if sp.val else None
+
+
+def recalibrate(data_dir: Path, split_path: Path, prediction_path: Path, checkpoint: Path, out: Path, *,
+                go_graph_path: Path | None, device: str) -> None:
+    """Refit the σ calibration of a prediction file on its split's validation conditions without
+    retraining: the model is restored from ``checkpoint`` (its ``restore``; the run record names
+    the model and its hyper-parameters), its test means must reproduce the file's (|Δ| ≤ 1e-4),
+    and ``out`` gets the file with the new ``layers['logvar']`` / ``layers['logvar_raw']``."""
+    import numpy as np
+
+    from perturbench.graphs import load_graph
+    from perturbench.models.base import FitContext, Prediction
+    from perturbench.models.registry import get_model, model_spec
+    from perturbench.provenance import run_labels
+
+    pred = Prediction.read(prediction_path)
+    run_labels(pred.run, prediction_path)
+    name = pred.run["model"]
+    instance = get_model(name, **pred.run["params"])
+    if not hasattr(instance, "restore"):
+        raise ConfigError(f"{prediction_path}: uns['run']['model']: {name!r} cannot be restored from a checkpoint")
+    sp, _, train, val = _fit_data(data_dir, split_path, cells=model_spec(name).reads_cells)
+    graph = load_graph(go_graph_path) if go_graph_path else None
+    context = FitContext(seed=sp.seed, val=val, go_graph=graph, device=device)
+    new = instance.restore(train, context=context, checkpoint=checkpoint).predict(pred.conditions)
+    if new.conditions != pred.conditions or not np.allclose(new.mean, pred.mean, rtol=0.0, atol=1e-4):
+        raise ConfigError(f"{checkpoint}: the restored model does not reproduce the means of {prediction_path}")
+    pred.logvar, pred.logvar_raw = new.logvar, new.logvar_raw
+    pred.write(out)
+    log(f"recalibrated {prediction_path} -> {out}")
 
 
 def evaluate(data_dir: Path, split_path: Path, prediction_path: Path, out: Path, *,
@@ -258,9 +289,11 @@ def _write_tsv(frame: pd.DataFrame, out: Path) -> None:
 
 
 def interactions(
-    predictions: list[Path], splits: list[Path], params: dict[str, Any], out_dir: Path, *, planted: Path | None
+    predictions: list[Path], splits: list[Path], params: dict[str, Any], out_dir: Path, *, data_root: Path,
+    planted: Path | None,
 ) -> None:
-    """Genetic-interaction tables of every prediction file (layout ``{featureset}/seed{seed}/predictions/``).
+    """Genetic-interaction tables of every prediction file, labelled (featureset, seed, run name)
+    from its run record ``uns['run']`` and scored against ``data_root/{featureset}`` (any file path).
 
     Writes ``out_dir/interactions.tsv`` (featureset, model, seed, subgroup, metric, value; model
     ``truth`` = the measured doubles, seed 0), ``interaction_params.tsv`` (per double and run) and
@@ -269,6 +302,7 @@ def interactions(
     from perturbench import interaction_analysis as gi
     from perturbench.interactions import gi_config
     from perturbench.models.base import Prediction
+    from perturbench.provenance import run_labels
     from perturbench.splits import read_manifest
 
     cfg = gi_config(params)
@@ -276,17 +310,18 @@ def interactions(
     planted_types = gi.read_planted(planted) if planted else None
     metrics, tables, curves, truths = [], [], [], {}
     for path in predictions:
-        match = _PREDICTION_PATH.search(Path(path).as_posix())
-        if match is None:
-            raise ConfigError(f"{path}: not a prediction path .../{{featureset}}/seed{{seed}}/predictions/{{model}}.h5ad")
-        fs, seed, model = match["featureset"], int(match["seed"]), match["model"]
+        prediction = Prediction.read(path)
+        labels = run_labels(prediction.run, path)
+        fs, seed, model = labels.featureset, labels.seed, labels.run
+        if seed not in tests:
+            raise ConfigError(f"{path}: uns['run']['seed']: {seed} has no split among --splits")
         if fs not in truths:
-            ds = load_dataset(Path(path).parents[2])
+            ds = load_dataset(Path(data_root) / fs)
             truths[fs] = (ds, gi.truth_table(ds, cfg))
             metrics += [(fs, gi.TRUTH, 0, *row) for row in gi.truth_rows(truths[fs][1], planted_types)]
             tables.append(truths[fs][1].reset_index().assign(featureset=fs, model=gi.TRUTH, seed=0))
         ds, truth = truths[fs]
-        pred = gi.model_table(ds, Prediction.read(path), cfg)
+        pred = gi.model_table(ds, prediction, cfg)
         rows = gi.run_metrics(truth, pred, tests[seed], cfg=cfg, planted=planted_types)
         metrics += [(fs, model, seed, *row) for row in rows]
         tables.append(pred.reset_index().assign(featureset=fs, model=model, seed=seed))

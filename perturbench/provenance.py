@@ -14,12 +14,15 @@ import hashlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from perturbench.data.contract import PerturbDataset
+from perturbench.errors import ConfigError
 
 PACKAGES = ("perturbench", "numpy", "scipy", "pandas", "anndata", "scanpy", "torch", "mambapy", "cell-gears")
 RECORD_FIELDS = ("run", "model", "params", "featureset", "seed", "split_checksum", "dataset_fingerprint",
@@ -70,3 +73,24 @@ def run_record(*, run: str, model: str, params: dict[str, Any], featureset: str,
             "split_checksum": split_checksum, "dataset_fingerprint": dataset_fingerprint,
             "versions": package_versions(), "device": device, "wall_s": float(cost["wall_s"]),
             "cpu_s": float(cost["cpu_s"])}
+
+
+@dataclass(frozen=True)
+class RunLabels:
+    """Which run made a prediction file: the run name (the ``{model}`` wildcard), feature set, split seed."""
+
+    run: str
+    featureset: str
+    seed: int
+
+
+def run_labels(record: dict[str, Any] | None, source: str | Path) -> RunLabels:
+    """The labels of the prediction file ``source`` read from its run record (``uns['run']``), never
+    from its path, so a renamed or moved file keeps them; a missing record or an empty field is an
+    error naming the file and the field."""
+    if record is None:
+        raise ConfigError(f"{source}: uns['run']: missing (the run record names the run, featureset and seed)")
+    for key in ("run", "featureset", "seed"):
+        if record.get(key) is None or record.get(key) == "":
+            raise ConfigError(f"{source}: uns['run']['{key}']: missing or empty")
+    return RunLabels(run=str(record["run"]), featureset=str(record["featureset"]), seed=int(record["seed"]))

@@ -74,7 +74,8 @@ def _build_sim(results: Path) -> None:
             metrics.append(_fit_and_evaluate(root, fs, 1, run, root / "go_graph.npz"))
     _summarize(root, metrics, BASELINE_RUNS)
     predictions = [root / "full" / "seed1" / "predictions" / f"{run}.h5ad" for run in model_runs(CONFIG)]
-    pipeline.interactions(predictions, [root / "splits" / "seed1.json"], {"top_genes": 20}, root, planted=raw)
+    pipeline.interactions(predictions, [root / "splits" / "seed1.json"], {"top_genes": 20}, root, data_root=root,
+                           planted=raw)
     genes = load_dataset(root / "full", with_cells=False).genes
     rng = np.random.default_rng(7)
     shared = rng.normal(size=len(genes))

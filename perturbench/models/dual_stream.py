@@ -52,7 +52,7 @@ from perturbench.data.contract import PerturbDataset
 from perturbench.graphs import GeneGraph, coexpression_graph
 from perturbench.data.io import write_text_atomic
 from perturbench.models.base import FitContext, Prediction
-from perturbench.models.calibration import SigmaCalibration, fit_calibration, gene_spread
+from perturbench.models.calibration import Calibration, fit_calibration, gene_spread
 from perturbench.models.dual_stream_inputs import Encoder, PriorTable, edge_tensors, spectral_order
 from perturbench.models.dual_stream_net import DualStreamConfig, DualStreamNet, NetGraphs, NetInput
 from perturbench.models.train import TERMS, Batch, save_training, train_network
@@ -87,7 +87,7 @@ class DualStreamMambaModel:
         self.config = DualStreamConfig(**params)
         self.net: DualStreamNet | None = None
         self.encoder: Encoder | None = None
-        self.sigma: SigmaCalibration | None = None
+        self.sigma: Calibration | None = None
 
     # -- fit ----------------------------------------------------------------------------------
     def fit(self, train: PerturbDataset, *, context: FitContext) -> Self:
@@ -110,6 +110,19 @@ class DualStreamMambaModel:
             self._save(Path(context.log_dir))
         return self
 
+    def restore(self, train: PerturbDataset, *, context: FitContext, checkpoint: Path) -> Self:
+        """The fitted model of :meth:`fit` rebuilt without training: the inputs, prior and graphs
+        from ``train`` (as :meth:`fit` builds them, same seed), the weights from ``checkpoint``
+        (``model.pt``), then σ calibrated afresh on ``context.val``."""
+        self._device = _resolve_device(context.device)
+        self._build(train, context, np.random.default_rng(context.seed))
+        if self.net is None:
+            raise ValueError(f"{checkpoint}: a run without a network (network=False) has no checkpoint")
+        state = torch.load(checkpoint, map_location=self._device, weights_only=False)
+        self.net.load_state_dict(state["state_dict"])
+        self.sigma = self._calibrate(train, context.val)
+        return self
+
     def _save(self, log_dir: Path) -> None:
         """Loss curves (header only without a network), checkpoint (with a network), calibration.json."""
         if self.net is None:
@@ -120,14 +133,20 @@ class DualStreamMambaModel:
                   **(self.sigma.record() if self.sigma is not None else {})}
         write_text_atomic(log_dir / "calibration.json", json.dumps(record, indent=2) + "\n")
 
-    def _calibrate(self, train: PerturbDataset, val: PerturbDataset | None) -> SigmaCalibration | None:
-        """σ'² = a·σ² + b·s² + c·Δ̂² fitted on the validation conditions (None without any, or when off)."""
+    def _calibrate(self, train: PerturbDataset, val: PerturbDataset | None) -> Calibration | None:
+        """σ' fitted on the validation conditions (:func:`fit_calibration`; None without any, or when off)."""
         if self.config.calibration == "none" or val is None or not val.conditions:
             return None
         mean, logvar = self._predict_arrays(val.conditions)
         spread = gene_spread(train.expression(train.conditions) - self.ctrl)
         return fit_calibration(mean, logvar, val.expression(val.conditions), mean - self.ctrl, spread,
-                               mode=self.config.calibration)
+                               mode=self.config.calibration, covariates=self.calibration_covariates(val.conditions))
+
+    def calibration_covariates(self, conditions: Sequence[str]) -> np.ndarray:
+        """(C, 2) per-condition covariates of the σ calibration: the number of targets the prior has
+        no training effect for, and 1 for a combination (0 for a single)."""
+        return np.array([[len(self.encoder.prior.hidden_at_prediction(c)), float(len(targets(c)) > 1)]
+                         for c in conditions], dtype=np.float64).reshape(len(conditions), 2)
 
     def _build(self, train: PerturbDataset, context: FitContext, rng: np.random.Generator) -> None:
         self.genes = train.genes
@@ -237,7 +256,7 @@ class DualStreamMambaModel:
         mean, logvar = self._predict_arrays(conditions)
         if self.sigma is None:
             return Prediction(self.name, conditions, list(self.genes), mean, logvar)
-        calibrated = self.sigma.apply(logvar, mean - self.ctrl)
+        calibrated = self.sigma.apply(logvar, mean - self.ctrl, self.calibration_covariates(conditions))
         return Prediction(self.name, conditions, list(self.genes), mean, calibrated, logvar_raw=logvar)
 
     @torch.no_grad()

@@ -193,5 +193,6 @@ def test_calibration_never_reads_test_conditions(rng, tmp_path):
 def test_predictions_keep_the_raw_log_variance(toy):
     model = _fit(toy, val=VAL)
     pred = model.predict(TEST)
-    np.testing.assert_allclose(pred.logvar, model.sigma.apply(pred.logvar_raw, pred.mean - model.ctrl))
+    covariates = model.calibration_covariates(TEST)
+    np.testing.assert_allclose(pred.logvar, model.sigma.apply(pred.logvar_raw, pred.mean - model.ctrl, covariates))
     assert _fit(toy).predict(TEST).logvar_raw is None  # no validation conditions: not calibrated

@@ -29,7 +29,7 @@ def test_interaction_featuresets_default_full_and_restricted_to_configured():
 
 def test_cli_rejects_unknown_parameter_in_one_line(tmp_path, capsys):
     code = main(["interactions", "--predictions", str(tmp_path / "p.h5ad"), "--splits", str(tmp_path / "s.json"),
-                 "--params", '{"top_kk": 3}', "--out-dir", str(tmp_path)])
+                 "--params", '{"top_kk": 3}', "--data-root", str(tmp_path), "--out-dir", str(tmp_path)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1
     assert "interactions: unknown key(s) ['top_kk']" in err[0]

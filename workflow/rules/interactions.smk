@@ -29,4 +29,5 @@ rule interactions:
         planted=lambda w, input: f"--planted {input.planted}" if input.planted else "",
     shell:
         "perturbench interactions --predictions {input.predictions:q} --splits {input.splits:q} "
-        "--params {params.gi:q} {params.planted} --out-dir results/{wildcards.dataset} 2> {log:q}"
+        "--params {params.gi:q} {params.planted} --data-root results/{wildcards.dataset} "
+        "--out-dir results/{wildcards.dataset} 2> {log:q}"
