@@ -25,6 +25,14 @@ def log(msg: str) -> None:
     print(f"[perturbench] {msg}", file=sys.stderr, flush=True)
 
 
+def prediction_labels(path: Path) -> tuple[str, int, str]:
+    """(featureset, seed, run) of a prediction path ``.../{featureset}/seed{seed}/predictions/{run}.h5ad``."""
+    match = _PREDICTION_PATH.search(Path(path).as_posix())
+    if match is None:
+        raise ConfigError(f"{path}: not a prediction path .../{{featureset}}/seed{{seed}}/predictions/{{model}}.h5ad")
+    return match["featureset"], int(match["seed"]), match["model"]
+
+
 def simulate(preset: str, params: dict[str, Any], out: Path, *, go_out: Path | None = None) -> None:
     """Write a simulated GEARS-format dataset (``perturb_processed.h5ad`` layout)."""
     import dataclasses
@@ -276,10 +284,7 @@ def interactions(
     planted_types = gi.read_planted(planted) if planted else None
     metrics, tables, curves, truths = [], [], [], {}
     for path in predictions:
-        match = _PREDICTION_PATH.search(Path(path).as_posix())
-        if match is None:
-            raise ConfigError(f"{path}: not a prediction path .../{{featureset}}/seed{{seed}}/predictions/{{model}}.h5ad")
-        fs, seed, model = match["featureset"], int(match["seed"]), match["model"]
+        fs, seed, model = prediction_labels(path)
         if fs not in truths:
             ds = load_dataset(Path(path).parents[2])
             truths[fs] = (ds, gi.truth_table(ds, cfg))

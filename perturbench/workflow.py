@@ -69,6 +69,11 @@ def model_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return runs
 
 
+def primary_featureset(featuresets: list[str]) -> str:
+    """The feature set of the report's per-model analyses: ``full`` when present, else the first."""
+    return "full" if "full" in featuresets else featuresets[0]
+
+
 def has_cells(config: dict[str, Any], dataset: str) -> bool:
     """Whether the dataset's source provides single cells (its ``cells`` trait)."""
     return source_spec(dataset, config["datasets"][dataset]).cells
