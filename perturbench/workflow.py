@@ -174,3 +174,21 @@ def interaction_featuresets(config: dict[str, Any]) -> list[str]:
     restricted to the configured ones."""
     wanted = config.get("interactions", {}).get("featuresets", ["full"])
     return [f for f in config["featuresets"] if f in wanted]
+
+
+ANALYSES = ("recurrent_genes", "attribution_agreement", "go_enrichment")  # on the primary feature set
+
+
+def prediction_files(config: dict[str, Any], dataset: str, featureset: str) -> list[str]:
+    """Prediction files of every run of ``dataset`` on ``featureset`` and every seed, run by run."""
+    return [f"results/{dataset}/{featureset}/seed{seed}/predictions/{run}.h5ad"
+            for run in runs_for(config, dataset, featureset) for seed in config["seeds"]]
+
+
+def analysis_files(config: dict[str, Any], datasets: list[str]) -> list[str]:
+    """The analysis tables and sidecars the report reads (:mod:`perturbench.analysis_tables`): the
+    noise ceiling of every feature set, :data:`ANALYSES` on the primary one."""
+    primary = primary_featureset(config["featuresets"])
+    tables = [f"{d}/{fs}/noise_ceiling" for d in datasets for fs in config["featuresets"]]
+    tables += [f"{d}/{primary}/{name}" for d in datasets for name in ANALYSES]
+    return [f"results/{t}.{ext}" for t in tables for ext in ("tsv", "json")]

@@ -2,36 +2,7 @@
 # sidecar each (header only plus the reason when an analysis is not available). The noise
 # ceiling runs on every feature set; the per-model analyses on the report's primary one.
 
-from perturbench.workflow import primary_featureset
-
-
-def featureset_predictions(w):
-    """Prediction files of every run and seed on the rule's feature set, run by run."""
-    return [
-        f"results/{w.dataset}/{w.featureset}/seed{seed}/predictions/{model}.h5ad"
-        for model in runs_for(config, w.dataset, w.featureset)
-        for seed in config["seeds"]
-    ]
-
-
-def analysis_tables(datasets):
-    """The analysis tables and sidecars the report reads, per dataset."""
-    primary = primary_featureset(config["featuresets"])
-    names = ["recurrent_genes", "attribution_agreement", "go_enrichment"]
-    out = expand(
-        "results/{dataset}/{featureset}/noise_ceiling.{ext}",
-        dataset=datasets,
-        featureset=config["featuresets"],
-        ext=["tsv", "json"],
-    )
-    return out + expand(
-        "results/{dataset}/{featureset}/{name}.{ext}",
-        dataset=datasets,
-        featureset=primary,
-        name=names,
-        ext=["tsv", "json"],
-    )
-
+from perturbench.workflow import analysis_files, prediction_files
 
 ANALYSIS_SPLITS = expand(
     "results/{{dataset}}/splits/seed{seed}.json", seed=config["seeds"]
@@ -65,7 +36,7 @@ rule recurrent_genes:
     input:
         data="results/{dataset}/{featureset}/pseudobulk.h5ad",
         splits=ANALYSIS_SPLITS,
-        predictions=featureset_predictions,
+        predictions=lambda w: prediction_files(config, w.dataset, w.featureset),
     output:
         table="results/{dataset}/{featureset}/recurrent_genes.tsv",
         sidecar="results/{dataset}/{featureset}/recurrent_genes.json",
@@ -87,7 +58,7 @@ rule recurrent_genes:
 
 rule attribution_agreement:
     input:
-        predictions=featureset_predictions,
+        predictions=lambda w: prediction_files(config, w.dataset, w.featureset),
     output:
         table="results/{dataset}/{featureset}/attribution_agreement.tsv",
         sidecar="results/{dataset}/{featureset}/attribution_agreement.json",

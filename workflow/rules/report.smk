@@ -6,7 +6,7 @@ rule report:
             dataset=DATASETS,
             table=["comparisons", "rank_stability", "verdict"],
         ),
-        tables=analysis_tables(DATASETS),
+        tables=analysis_files(config, DATASETS),
         interactions=expand(
             "results/{dataset}/interactions.tsv", dataset=interaction_datasets(config)
         ),
