@@ -239,3 +239,25 @@ def test_report_renders_what_the_tables_say(tmp_path_factory, tmp_path):
     (full / "go_enrichment.tsv").unlink()
     with pytest.raises(ReportError, match=r"sim/full/go_enrichment\.tsv: missing \(run the workflow's go_enrichment"):
         build_report(results, results / "report" / "index.html", config=CONFIG)
+
+
+@pytest.mark.slow
+def test_changing_one_prediction_reruns_exactly_the_analyses_that_read_it(tmp_path):
+    """Dry run on the test config with every output in place (``--touch``): rewriting one prediction
+    on feature set full reruns its evaluation and the analyses that read it, not the noise ceiling."""
+    from tests.test_workflow import TEST_CONFIG, snakemake
+
+    args = ("--configfile", str(TEST_CONFIG), "results/report/index.html")
+    summary = snakemake(tmp_path, "--summary", *args)
+    assert summary.returncode == 0, summary.stderr[-2000:]
+    for line in summary.stdout.splitlines():
+        if line.startswith("results/"):
+            (tmp_path / line.split("\t")[0]).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / line.split("\t")[0]).touch()
+    assert snakemake(tmp_path, "--touch", *args).returncode == 0
+    (tmp_path / "results/sim_tiny/full/seed1/predictions/ridge.h5ad").write_text("changed")
+    dry = snakemake(tmp_path, "-n", *args)
+    stats = dry.stdout[dry.stdout.index("Job stats:"):].splitlines()[3:]  # below the table's header
+    jobs = {line.split()[0] for line in stats[:next(i for i, line in enumerate(stats) if line.startswith("total"))]}
+    assert jobs == {"evaluate", "summarize", "verdict", "interactions", "recurrent_genes", "attribution_agreement",
+                    "go_enrichment", "report"}
