@@ -247,7 +247,7 @@ def test_changing_one_prediction_reruns_exactly_the_analyses_that_read_it(tmp_pa
     on feature set full reruns its evaluation and the analyses that read it, not the noise ceiling."""
     from tests.test_workflow import TEST_CONFIG, snakemake
 
-    args = ("--configfile", str(TEST_CONFIG), "results/report/index.html")
+    args = ("results/report/index.html", "--configfile", str(TEST_CONFIG))
     summary = snakemake(tmp_path, "--summary", *args)
     assert summary.returncode == 0, summary.stderr[-2000:]
     for line in summary.stdout.splitlines():
