@@ -1,9 +1,9 @@
 """The ``perturbench`` command: the steps the Snakemake rules call, one sub-command each.
 
 Every sub-command maps its arguments onto one function of :mod:`perturbench.pipeline` (or
-:mod:`perturbench.analysis_tables`, a benchmark, the report) and exits 1 with a one-line message on bad input: every user error derives from
-:class:`perturbench.errors.PerturbenchError` and is caught once, in :func:`main`; anything else
-is a bug and keeps its traceback.
+:mod:`perturbench.analysis_tables`, a benchmark, the report) and exits 1 with a one-line message
+on bad input: every user error derives from :class:`perturbench.errors.PerturbenchError` and is
+caught once, in :func:`main`; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -288,7 +288,7 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
 def _add_analysis_commands(sub: argparse._SubParsersAction) -> None:
     """The analyses the report shows, each a TSV + JSON sidecar (:mod:`perturbench.analysis_tables`)."""
     s = sub.add_parser("noise-ceiling", help="split-half noise ceiling of the test conditions")
-    s.add_argument("--data", type=Path, required=True, help="a feature set's pseudobulk.h5ad (cells via cells_ref.json)")
+    s.add_argument("--data", type=Path, required=True, help="a feature set's pseudobulk.h5ad (+ cells_ref.json)")
     s.add_argument("--splits", type=Path, nargs="+", required=True)
     s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=_cmd_noise_ceiling)
