@@ -20,7 +20,7 @@ import pytest
 from perturbench import analysis_tables, pipeline
 from perturbench.data.simulate import SimulationConfig, write_simulated
 from perturbench.data.store import load_dataset, save_dataset
-from perturbench.workflow import model_runs
+from perturbench.workflow import model_runs, primary_featureset
 
 MAMBA_PARAMS = {"epochs": 2, "d_model": 8, "n_tokens": 16, "batch_size": 16, "cells_per_epoch": 16}
 CONFIG: dict[str, Any] = {
@@ -99,11 +99,11 @@ def _build_pseudobulk_only(results: Path) -> None:
 
 def write_analyses(root: Path, featuresets: list[str], runs: list[str], gene2go: Path | None) -> None:
     """The analysis tables the report reads (rules noise_ceiling … go_enrichment): the noise
-    ceiling per feature set, the per-model analyses on ``featuresets[0]`` (the primary one)."""
+    ceiling per feature set, the per-model analyses on the primary one."""
     splits = sorted((root / "splits").glob("seed*.json"))
     for fs in featuresets:
         analysis_tables.noise_ceiling_step(root / fs, splits, root / fs / "noise_ceiling.tsv")
-    fs = root / featuresets[0]
+    fs = root / primary_featureset(featuresets)
     predictions = [fs / f"seed{s}" / "predictions" / f"{run}.h5ad" for run in runs for s in CONFIG["seeds"]]
     analysis_tables.recurrent_genes_step(fs, splits, predictions, fs / "recurrent_genes.tsv")
     analysis_tables.attribution_step(predictions, fs / "attribution_agreement.tsv")
