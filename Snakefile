@@ -25,6 +25,7 @@ include: "workflow/rules/models.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/uncertainty.smk"
 include: "workflow/rules/interactions.smk"
+include: "workflow/rules/analyses.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/bench.smk"
 

@@ -1,9 +1,9 @@
 """The ``perturbench`` command: the steps the Snakemake rules call, one sub-command each.
 
-Every sub-command maps its arguments onto one function of :mod:`perturbench.pipeline` (or a
-benchmark / the report) and exits 1 with a one-line message on bad input: every user error derives from
-:class:`perturbench.errors.PerturbenchError` and is caught once, in :func:`main`; anything else
-is a bug and keeps its traceback.
+Every sub-command maps its arguments onto one function of :mod:`perturbench.pipeline` (or
+:mod:`perturbench.analysis_tables`, a benchmark, the report) and exits 1 with a one-line message
+on bad input: every user error derives from :class:`perturbench.errors.PerturbenchError` and is
+caught once, in :func:`main`; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -121,6 +121,30 @@ def _cmd_interactions(a: argparse.Namespace) -> None:
     pipeline.interactions(a.predictions, a.splits, a.params, a.out_dir, data_root=a.data_root, planted=a.planted)
 
 
+def _cmd_noise_ceiling(a: argparse.Namespace) -> None:
+    from perturbench import analysis_tables
+
+    analysis_tables.noise_ceiling_step(a.data, a.splits, a.out)
+
+
+def _cmd_recurrent_genes(a: argparse.Namespace) -> None:
+    from perturbench import analysis_tables
+
+    analysis_tables.recurrent_genes_step(a.data, a.splits, a.predictions, a.out)
+
+
+def _cmd_attribution_agreement(a: argparse.Namespace) -> None:
+    from perturbench import analysis_tables
+
+    analysis_tables.attribution_step(a.predictions, a.out)
+
+
+def _cmd_go_enrichment(a: argparse.Namespace) -> None:
+    from perturbench import analysis_tables
+
+    analysis_tables.go_enrichment_step(a.recurrent, a.data, a.out, gene2go=a.gene2go, terms=a.terms)
+
+
 def _cmd_bench(a: argparse.Namespace) -> None:
     import importlib
 
@@ -138,6 +162,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     _add_data_commands(sub)
     _add_run_commands(sub)
+    _add_analysis_commands(sub)
     return p
 
 
@@ -276,6 +301,35 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--config", type=_json, default={})
     s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=_cmd_report)
+
+
+def _add_analysis_commands(sub: argparse._SubParsersAction) -> None:
+    """The analyses the report shows, each a TSV + JSON sidecar (:mod:`perturbench.analysis_tables`)."""
+    s = sub.add_parser("noise-ceiling", help="split-half noise ceiling of the test conditions")
+    s.add_argument("--data", type=Path, required=True, help="a feature set's pseudobulk.h5ad (+ cells_ref.json)")
+    s.add_argument("--splits", type=Path, nargs="+", required=True)
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=_cmd_noise_ceiling)
+
+    s = sub.add_parser("recurrent-genes", help="genes recurring among each run's top predicted changes")
+    s.add_argument("--data", type=Path, required=True, help="a feature set's pseudobulk.h5ad")
+    s.add_argument("--splits", type=Path, nargs="+", required=True)
+    s.add_argument("--predictions", type=Path, nargs="*", default=[])
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=_cmd_recurrent_genes)
+
+    s = sub.add_parser("attribution-agreement", help="agreement of the runs' gene attributions")
+    s.add_argument("--predictions", type=Path, nargs="*", default=[])
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=_cmd_attribution_agreement)
+
+    s = sub.add_parser("go-enrichment", help="GO enrichment of each run's recurrent genes")
+    s.add_argument("--recurrent", type=Path, required=True, help="recurrent_genes.tsv")
+    s.add_argument("--data", type=Path, required=True, help="a feature set's pseudobulk.h5ad (the background)")
+    s.add_argument("--gene2go", type=_optional_path, default=None, help="GO annotation table (none: not available)")
+    s.add_argument("--terms", type=_optional_path, default=None, help="GO term names (go_id, ontology, term)")
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=_cmd_go_enrichment)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -69,6 +69,11 @@ def model_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return runs
 
 
+def primary_featureset(featuresets: list[str]) -> str:
+    """The feature set of the report's per-model analyses: ``full`` when present, else the first."""
+    return "full" if "full" in featuresets else featuresets[0]
+
+
 def has_cells(config: dict[str, Any], dataset: str) -> bool:
     """Whether the dataset's source provides single cells (its ``cells`` trait)."""
     return source_spec(dataset, config["datasets"][dataset]).cells
@@ -162,3 +167,21 @@ def interaction_featuresets(config: dict[str, Any]) -> list[str]:
     restricted to the configured ones."""
     wanted = config.get("interactions", {}).get("featuresets", ["full"])
     return [f for f in config["featuresets"] if f in wanted]
+
+
+ANALYSES = ("recurrent_genes", "attribution_agreement", "go_enrichment")  # on the primary feature set
+
+
+def prediction_files(config: dict[str, Any], dataset: str, featureset: str) -> list[str]:
+    """Prediction files of every run of ``dataset`` on ``featureset`` and every seed, run by run."""
+    return [f"results/{dataset}/{featureset}/seed{seed}/predictions/{run}.h5ad"
+            for run in runs_for(config, dataset, featureset) for seed in config["seeds"]]
+
+
+def analysis_files(config: dict[str, Any], datasets: list[str]) -> list[str]:
+    """The analysis tables and sidecars the report reads (:mod:`perturbench.analysis_tables`): the
+    noise ceiling of every feature set, :data:`ANALYSES` on the primary one."""
+    primary = primary_featureset(config["featuresets"])
+    tables = [f"{d}/{fs}/noise_ceiling" for d in datasets for fs in config["featuresets"]]
+    tables += [f"{d}/{primary}/{name}" for d in datasets for name in ANALYSES]
+    return [f"results/{t}.{ext}" for t in tables for ext in ("tsv", "json")]

@@ -1,6 +1,6 @@
 """A small finished results tree for the report tests, built once per session with the real
 pipeline steps (simulate → prepare → featureset → split → GO graph → fit/predict → evaluate →
-summarize → verdict), exactly in the workflow's layout.
+summarize → verdict → the report's analysis tables), exactly in the workflow's layout.
 
 Two datasets: ``sim`` (simulated cells, feature sets full + no_mt, baselines and two fast Mamba
 runs — d_state 16 and the d_state 4 ablation) and ``sim_pb`` (the same data without cells, full
@@ -17,10 +17,10 @@ import anndata as ad
 import numpy as np
 import pytest
 
-from perturbench import pipeline
+from perturbench import analysis_tables, pipeline
 from perturbench.data.simulate import SimulationConfig, write_simulated
 from perturbench.data.store import load_dataset, save_dataset
-from perturbench.workflow import model_runs
+from perturbench.workflow import model_runs, primary_featureset
 
 MAMBA_PARAMS = {"epochs": 2, "d_model": 8, "n_tokens": 16, "batch_size": 16, "cells_per_epoch": 16}
 CONFIG: dict[str, Any] = {
@@ -82,6 +82,7 @@ def _build_sim(results: Path) -> None:
     for run, noise in (("ridge", 0.3), ("dual_stream_mamba", 0.6)):
         values = dict(zip(genes, (shared + noise * rng.normal(size=len(genes))).tolist(), strict=True))
         add_attribution(root / "full" / "seed1" / "predictions" / f"{run}.h5ad", genes[0], values)
+    write_analyses(root, CONFIG["featuresets"], list(model_runs(CONFIG)), root / "raw" / "gene2go.tsv.gz")
 
 
 def _build_pseudobulk_only(results: Path) -> None:
@@ -94,6 +95,20 @@ def _build_pseudobulk_only(results: Path) -> None:
     pipeline.featureset(root / "prepared", "full", root / "full")
     metrics = [_fit_and_evaluate(root, "full", 1, run, None) for run in BASELINE_RUNS]
     _summarize(root, metrics, BASELINE_RUNS)
+    write_analyses(root, ["full"], BASELINE_RUNS, root / "raw" / "gene2go.tsv.gz")  # the GO table is absent
+
+
+def write_analyses(root: Path, featuresets: list[str], runs: list[str], gene2go: Path | None) -> None:
+    """The analysis tables the report reads (rules noise_ceiling … go_enrichment): the noise
+    ceiling per feature set, the per-model analyses on the primary one."""
+    splits = sorted((root / "splits").glob("seed*.json"))
+    for fs in featuresets:
+        analysis_tables.noise_ceiling_step(root / fs, splits, root / fs / "noise_ceiling.tsv")
+    fs = root / primary_featureset(featuresets)
+    predictions = [fs / f"seed{s}" / "predictions" / f"{run}.h5ad" for run in runs for s in CONFIG["seeds"]]
+    analysis_tables.recurrent_genes_step(fs, splits, predictions, fs / "recurrent_genes.tsv")
+    analysis_tables.attribution_step(predictions, fs / "attribution_agreement.tsv")
+    analysis_tables.go_enrichment_step(fs / "recurrent_genes.tsv", fs, fs / "go_enrichment.tsv", gene2go=gene2go)
 
 
 def _summarize(root: Path, metrics: list[Path], baselines: list[str]) -> None:

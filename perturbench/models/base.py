@@ -112,6 +112,14 @@ class Prediction:
             logvar_raw=raw,
         )
 
+    @staticmethod
+    def read_run(path: str | Path) -> dict | None:
+        """Only the run record ``uns['run']`` of a prediction file (None without one), not its arrays."""
+        import h5py
+
+        with h5py.File(path, "r") as handle:
+            return _read_run(ad.io.read_elem(handle["uns/run"])) if "uns/run" in handle else None
+
 
 def _read_run(raw: dict | None) -> dict | None:
     """``uns['run']`` as plain Python values, ``params`` decoded from its JSON text."""

@@ -22,12 +22,12 @@ def build_report(results: Path, out: Path, *, config: dict) -> None:
     """Write ``out`` (the index page) and ``{dataset}.html`` beside it for each dataset.
 
     ``results`` is the workflow's results folder; ``config`` the workflow config (datasets,
-    feature sets, model runs, ``go`` and ``report.highlight_conditions`` are read from it; with no
+    feature sets, model runs and ``report.highlight_conditions`` are read from it; with no
     ``datasets`` key every ``results/*/summary.tsv`` is reported). Raises :class:`ReportError`
     naming the missing file when the results tree is incomplete.
     """
     from perturbench.report import components, figure_sections, interactions_section, learned, sections, verdict_sections
-    from perturbench.report.loaders import dataset_names, go_table_path, go_terms_path, load_results
+    from perturbench.report.loaders import dataset_names, load_results
     from perturbench.report.render import render_page
 
     results, out = Path(results), Path(out)
@@ -45,8 +45,7 @@ def build_report(results: Path, out: Path, *, config: dict) -> None:
             "card": sections.dataset_card(res), "split": sections.split_card(res),
             "verdict": verdict, "stability": verdict_sections.stability_tables(res, subgroups),
             "results": sections.results_section(res), "figures": figure_sections.figures_section(res),
-            "learned": learned.learned_section(res, go_table_path(results, name, config),
-                                               go_terms_path(results, config)),
+            "learned": learned.learned_section(res),
             "components": components.components_section(res),
             "interactions": interactions_section.interactions_section(res),
         }

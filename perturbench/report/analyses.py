@@ -1,7 +1,7 @@
 """Pure analysis functions behind the report: arrays and tables in, numbers and tables out.
 
-Nothing here reads files or draws; :mod:`perturbench.report.sections` feeds these functions
-from the results tree. Notation: ``μ`` predicted mean, ``s`` predicted log-variance
+Nothing here reads files or draws; :mod:`perturbench.report.sections` and the workflow steps of
+:mod:`perturbench.analysis_tables` feed these functions from the results tree. Notation: ``μ`` predicted mean, ``s`` predicted log-variance
 (σ = exp(s/2)), ``y`` truth, ``c`` control pseudobulk.
 """
 

@@ -9,9 +9,12 @@
     results/{dataset}/{featureset}/seed{seed}/models/{model}/loss_curves.tsv   (runs that train)
     results/{dataset}/conditions.tsv, summary.tsv
     results/{dataset}/comparisons.tsv, rank_stability.tsv, verdict.tsv   (the verdict rule)
+    results/{dataset}/{featureset}/noise_ceiling.tsv, recurrent_genes.tsv,
+        attribution_agreement.tsv, go_enrichment.tsv (+ .json sidecars; perturbench.analysis_tables)
 
 Required files missing raise :class:`ReportError` naming the path; optional ones (predictions of
-a run, loss curves, attributions, the GO table) read as None so the page says what is absent.
+a run, loss curves) read as None so the page says what is absent; an analysis table that is not
+available says why in its sidecar.
 """
 
 from __future__ import annotations
@@ -22,10 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import h5py
 import pandas as pd
-from anndata.io import read_elem
 
+from perturbench.analysis_tables import read_analysis
 from perturbench.data.contract import PerturbDataset
 from perturbench.data.store import load_dataset
 from perturbench.errors import PerturbenchError
@@ -36,7 +38,7 @@ from perturbench.cell_split import CellSplit, read_any_manifest
 from perturbench.report.analyses import BASELINES
 from perturbench.splits import Split
 from perturbench.verdict import COMPARISON_COLUMNS, STABILITY_COLUMNS, VERDICT_COLUMNS
-from perturbench.workflow import go_table, model_runs
+from perturbench.workflow import model_runs, primary_featureset
 
 _SEED_FILE = re.compile(r"seed(\d+)\.json$")
 
@@ -77,7 +79,7 @@ class DatasetResults:
     @property
     def primary(self) -> str:
         """The feature set the per-model figures use: ``full`` when present, else the first."""
-        return "full" if "full" in self.featuresets else self.featuresets[0]
+        return primary_featureset(self.featuresets)
 
     @property
     def baselines(self) -> list[str]:
@@ -107,17 +109,13 @@ class DatasetResults:
         return self._cached(("pred", featureset, seed, model),
                             lambda: Prediction.read(path) if path.exists() else None)
 
-    def attribution(self, featureset: str, seed: int, model: str) -> dict[str, Any] | None:
-        """``uns['attribution']`` of a prediction file as {output_gene, values: gene → value}, or None."""
-        path = self.run_dir(featureset, seed) / "predictions" / f"{model}.h5ad"
+    def analysis(self, featureset: str, name: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+        """``{featureset}/{name}.tsv`` and its sidecar, written by the workflow step of that name
+        (:mod:`perturbench.analysis_tables`); ReportError naming the file when it is missing."""
+        path = self.root / featureset / f"{name}.tsv"
         if not path.exists():
-            return None
-        with h5py.File(path, "r") as handle:
-            if "uns/attribution" not in handle:
-                return None
-            raw = read_elem(handle["uns/attribution"])
-        values = dict(zip((str(g) for g in raw["genes"]), (float(v) for v in raw["values"]), strict=True))
-        return {"output_gene": str(raw["output_gene"]), "values": values}
+            raise ReportError(f"{path}: missing (run the workflow's {name} step first)")
+        return read_analysis(path, name)
 
     def loss_curves(self, featureset: str, seed: int, model: str) -> pd.DataFrame | None:
         """Long loss curves (epoch, split, term, value) of a run, or None when it wrote none."""
@@ -213,21 +211,3 @@ def dataset_names(results: Path, config: dict[str, Any]) -> list[str]:
     if not found:
         raise ReportError(f"{results}: no datasets (no */summary.tsv and the config lists none)")
     return found
-
-
-def go_table_path(results: Path, dataset: str, config: dict[str, Any]) -> Path | None:
-    """The workflow's GO annotation table for ``dataset`` (:func:`perturbench.workflow.go_table`),
-    relative paths taken from the workflow directory (the parent of ``results``); None without a
-    ``go`` config."""
-    path = go_table(config, dataset)
-    if path is None:
-        return None
-    return Path(path) if Path(path).is_absolute() else Path(results).parent / path
-
-
-def go_terms_path(results: Path, config: dict[str, Any]) -> Path | None:
-    """The GO term-name table of config key ``go.terms`` (None when not given)."""
-    terms = config.get("go", {}).get("terms")
-    if not terms:
-        return None
-    return Path(terms) if Path(terms).is_absolute() else Path(results).parent / terms

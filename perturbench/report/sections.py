@@ -7,11 +7,10 @@ the templates format them with one filter, so every table shows summary.tsv the 
 
 from __future__ import annotations
 
-import anndata as ad
 import pandas as pd
 
 from perturbench.data.conditions import CTRL, targets
-from perturbench.evaluate import ALL_SUBGROUP, noise_ceiling, replicate_noise_ceiling
+from perturbench.evaluate import ALL_SUBGROUP
 from perturbench.metrics import METRICS
 from perturbench.report.analyses import ceiling_by_subgroup, top_up_shares, variance_contribution
 from perturbench.report.loaders import DatasetResults
@@ -109,24 +108,16 @@ def metric_table(res: DatasetResults, *, featureset: str, metric: str) -> dict:
 
 
 def ceiling_table(res: DatasetResults, featureset: str) -> dict:
-    """Split-half noise ceiling of the test conditions per subgroup, or why it is not available."""
-    ds = res.prepared()
-    fs_data = res.featureset_data(featureset)
+    """Split-half noise ceiling of the test conditions per subgroup (the feature set's
+    ``noise_ceiling.tsv``, :func:`perturbench.analysis_tables.noise_ceiling_step`), or why it is
+    not available."""
+    ceiling, meta = res.analysis(featureset, "noise_ceiling")
+    if not meta["available"]:
+        return {"available": False, "reason": meta["reason"]}
     assignments = pd.DataFrame(
         [(seed, c, g) for seed, sp in res.splits.items() for c, g in sp.test.items()],
         columns=["seed", "condition", "subgroup"],
     )
-    tested = sorted(set(assignments["condition"]))
-    if ds.cells is None and "replicate1" in fs_data.pseudobulk.layers:
-        ceiling = replicate_noise_ceiling(fs_data.pseudobulk, tested, de_genes=fs_data.de_genes("de20"))
-    elif ds.cells is None:
-        return {"available": False, "reason": "not available: no cells and no split-half replicates "
-                                              "(a pseudobulk table's replicate column; see README)"}
-    else:
-        columns = ds.cells.var_names.get_indexer(fs_data.genes)
-        cells = ad.AnnData(X=ds.cells.X[:, columns], obs=ds.cells.obs[["condition"]].copy(),
-                           var=pd.DataFrame(index=pd.Index(fs_data.genes)))
-        ceiling = noise_ceiling(cells, tested, seed=0, de_genes=fs_data.de_genes("de20"))
     table = ceiling_by_subgroup(ceiling, assignments)
     table["order"] = table["subgroup"].map({g: i for i, g in enumerate(subgroup_order(table["subgroup"]))})
     return {"available": True, "rows": table.sort_values("order").drop(columns="order").to_dict("records")}

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from perturbench.analysis_tables import go_enrichment_step, read_analysis, write_analysis
+from perturbench.data.store import save_dataset
 from perturbench.graphs import GraphError, read_go_terms
 from perturbench.report.learned import enrichment_section
-from perturbench.report.loaders import DatasetResults, go_table_path
+from perturbench.workflow import go_table
 from tests._toydata import GENES, toy_dataset, write_go_table
 
 
@@ -32,20 +34,24 @@ def test_real_term_table_has_names(shared_file):
 
 def test_enrichment_rows_carry_names_or_none(tmp_path, rng):
     go = write_go_table(tmp_path / "gene2go.tsv", rng)
-    res = DatasetResults("d", tmp_path, {}, pd.DataFrame(), pd.DataFrame(), ["full"], [], {1: None}, {},
-                         pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
-    res._cache[("fs", "full")] = toy_dataset(rng, cells_per_condition=2)
-    table = pd.DataFrame({"gene": GENES[:3], "count": [5, 5, 5], "n": 5})
+    save_dataset(toy_dataset(rng), tmp_path / "full")
+    recurrent = tmp_path / "recurrent_genes.tsv"
+    write_analysis(pd.DataFrame({"model": "m", "gene": GENES[:3], "count": 5, "n": 5, "fraction": 1.0}), recurrent,
+                   top=5, models=["m"])
     all_ids = sorted(pd.read_csv(go, sep="\t")["go_id"].unique())
     terms = write_terms(tmp_path / "terms.tsv", {t: f"name of {t}" for t in all_ids})
-    with_names = enrichment_section(res, {"m": table}, go, terms)["rows"][0]["terms"]
-    assert with_names and all(t["name"] == f"name of {t['term']}" for t in with_names)
-    ids_only = enrichment_section(res, {"m": table}, go, None)["rows"][0]["terms"]
-    assert [t["term"] for t in ids_only] == [t["term"] for t in with_names] and all(t["name"] == "" for t in ids_only)
+    shown = {}
+    for label, names in (("with", terms), ("without", None)):
+        out = tmp_path / f"go_{label}.tsv"
+        go_enrichment_step(recurrent, tmp_path / "full", out, gene2go=go, terms=names)
+        shown[label] = enrichment_section(*read_analysis(out, "go_enrichment"), ["m"])["rows"][0]["terms"]
+    assert shown["with"] and all(t["name"] == f"name of {t['term']}" for t in shown["with"])
+    assert [t["term"] for t in shown["without"]] == [t["term"] for t in shown["with"]]
+    assert all(t["name"] == "" for t in shown["without"])
 
 
-def test_one_place_decides_the_go_table_path(tmp_path):
-    results = tmp_path / "results"
-    assert go_table_path(results, "d", {"go": {"source": "simulated"}}) == results / "d/raw/gene2go.tsv.gz"
-    assert go_table_path(results, "d", {"go": {"source": "table", "gene2go": "/abs/g.tsv"}}) == tmp_path / "/abs/g.tsv"
-    assert go_table_path(results, "d", {}) is None
+def test_one_place_decides_the_go_table_path():
+    assert go_table({"go": {"source": "simulated"}}, "d") == "results/d/raw/gene2go.tsv.gz"
+    assert go_table({"go": {"source": "table", "gene2go": "/abs/g.tsv"}}, "d") == "/abs/g.tsv"
+    assert go_table({"go": {"source": "gears"}}, "d") == "results/downloads/gene2go_all.pkl"
+    assert go_table({}, "d") is None

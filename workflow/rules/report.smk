@@ -6,7 +6,7 @@ rule report:
             dataset=DATASETS,
             table=["comparisons", "rank_stability", "verdict"],
         ),
-        go_terms=config.get("go", {}).get("terms") or [],
+        tables=analysis_files(config, DATASETS),
         interactions=expand(
             "results/{dataset}/interactions.tsv", dataset=interaction_datasets(config)
         ),
