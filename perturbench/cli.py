@@ -162,6 +162,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     _add_data_commands(sub)
     _add_run_commands(sub)
+    _add_result_commands(sub)
     _add_analysis_commands(sub)
     return p
 
@@ -262,6 +263,10 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=_cmd_score)
 
+
+def _add_result_commands(sub: argparse._SubParsersAction) -> None:
+    """The steps on top of the per-condition metrics: summarize, verdict, calibration, interactions,
+    bench and report."""
     s = sub.add_parser("summarize", help="subgroup summary with bootstrap CIs")
     s.add_argument("--metrics", type=Path, nargs="+", required=True)
     s.add_argument("--out", type=Path, required=True)
