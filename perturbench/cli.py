@@ -220,7 +220,7 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_run_commands(sub: argparse._SubParsersAction) -> None:
-    """The steps that fit, score, summarise and report: fit-predict … report, and bench."""
+    """The steps that fit and score: fit-predict, recalibrate, evaluate and score."""
     s = sub.add_parser("fit-predict", help="fit one model on a split and write its predictions")
     s.add_argument("--data-dir", type=Path, required=True)
     s.add_argument("--split", type=Path, required=True)
