@@ -31,10 +31,20 @@ CELLS_REF = "cells_ref.json"
 
 
 def _pseudobulk_to_save(ds: PerturbDataset) -> ad.AnnData:
+    """The pseudobulk with its dataset record; X and float layers stored as float32 (means of
+    log-expression need no more; readers compute in float64, :meth:`PerturbDataset.expression`)."""
     pb = ds.pseudobulk.copy()
+    pb.X = _float32(pb.X)
+    for key in list(pb.layers):
+        pb.layers[key] = _float32(pb.layers[key])
     pb.uns["dataset"] = {"name": ds.name, "delta_only": bool(ds.delta_only), "source": ds.source}
     pb.uns["meta_json"] = json.dumps(ds.meta, sort_keys=True, default=str)
     return pb
+
+
+def _float32(x):
+    """``x`` as float32 when it is a float64 array (dense or sparse), else unchanged."""
+    return x.astype(np.float32) if getattr(x, "dtype", None) == np.float64 else x
 
 
 def save_featureset(ds: PerturbDataset, folder: str | Path, *, cells_from: str | Path) -> None:
