@@ -29,7 +29,7 @@ from perturbench.errors import PerturbenchError
 from perturbench.data.conditions import CTRL, ConditionError, canonical_condition, targets
 
 
-_DE_KINDS = ("de20", "de20_nondropout", "de_ranking")  # uns keys holding condition → genes lists
+DE_KINDS = ("de20", "de20_nondropout", "de_ranking")  # uns keys holding condition → genes lists
 
 
 class DatasetError(PerturbenchError, ValueError):
@@ -172,7 +172,7 @@ class PerturbDataset:
         kept = set(keep)
         uns = {
             key: {c: [g for g in v if g in kept] for c, v in self.de_genes(key).items()}
-            if key in _DE_KINDS
+            if key in DE_KINDS
             else copy.deepcopy(value)
             for key, value in self.pseudobulk.uns.items()
         }
