@@ -243,19 +243,15 @@ def _l2_to_rows(rows: np.ndarray, p: np.ndarray) -> np.ndarray:
 def truth_distances(preds: np.ndarray, truths: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per prediction row i, (‖T_j − p_i‖₂, ‖T_j − p_i‖₁) over every truth row j.
 
-    The same values as :func:`rank_score` and :func:`discrimination_l1` compute one condition
-    at a time (up to summation order), with one difference buffer reused for every prediction
-    and both norms read from it: the evaluation of n test conditions costs n² G either way,
-    but without allocating two (n, G) temporaries per condition and metric.
+    The same values :func:`rank_score` and :func:`discrimination_l1` compute one condition at a
+    time (up to summation order), from scipy's ``cdist`` (a compiled loop over pairs, no
+    (n, G) temporaries): the n² G work of a 2,000-condition test set takes seconds, not minutes.
     """
-    truths = np.asarray(truths, dtype=np.float64)
-    buf = np.empty_like(truths)
-    out = []
-    for p in np.asarray(preds, dtype=np.float64):
-        np.subtract(truths, p, out=buf)
-        l2 = np.sqrt(np.einsum("ij,ij->i", buf, buf))
-        out.append((l2, np.abs(buf, out=buf).sum(axis=1)))
-    return out
+    from scipy.spatial.distance import cdist
+
+    preds, truths = np.asarray(preds, dtype=np.float64), np.asarray(truths, dtype=np.float64)
+    l2, l1 = cdist(preds, truths, "euclidean"), cdist(preds, truths, "cityblock")
+    return list(zip(l2, l1, strict=True))
 
 
 def rank_score(x: ConditionArrays) -> float:
