@@ -155,7 +155,16 @@ class PerturbDataset:
     def subset(self, conditions: Sequence[str]) -> PerturbDataset:
         """A dataset with only ``ctrl`` and ``conditions`` (cells filtered alike)."""
         keep = [CTRL] + [c for c in conditions if c != CTRL]
-        pb = self.pseudobulk[keep].copy()
+        rows = self.pseudobulk.obs_names.get_indexer(keep)
+        if (rows < 0).any():
+            missing = [c for c, i in zip(keep, rows, strict=True) if i < 0]
+            raise KeyError(f"{self.source}: conditions not in dataset: {missing[:5]}")
+        kept = set(keep)  # DE lists of the kept conditions only, not a deep copy of every list
+        uns = {
+            key: {c: list(v) for c, v in value.items() if c in kept} if key in DE_KINDS else copy.deepcopy(value)
+            for key, value in self.pseudobulk.uns.items()
+        }
+        pb = _index(self.pseudobulk, rows, slice(None), uns=uns)
         cells = None
         if self.cells is not None:
             rows = np.flatnonzero(self.cells.obs["condition"].astype(str).isin(keep).to_numpy())
