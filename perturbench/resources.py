@@ -5,8 +5,9 @@ so ``--cores 8 --resources mem_mb=...`` on one node and SLURM requests follow th
 
 - jobs that load the cells (prepare, cell_split_data, fits of models with the ``reads_cells``
   trait) ask for ``base + per_cell_mib × C`` MiB, C = MiB of the prepared ``cells.h5ad`` (CSR
-  float32, about its size in memory); before that file exists C is estimated as
-  :data:`BYTES_PER_ENTRY` bytes per cell × gene from the simulation preset or the GEARS remote;
+  float32, about its size in memory); before that file exists C is the size of a ``cells``
+  source's h5ad, or :data:`BYTES_PER_ENTRY` bytes per cell × gene of the simulation preset or
+  the GEARS remote;
 - pseudobulk-only jobs (closed-form baselines, evaluations, feature sets) ask for
   ``base + per_pb_mib × P``, P = MiB of the prepared ``pseudobulk.h5ad``;
 - ``runtime`` (minutes) is ``base + per_gib × C / 1024`` for jobs that load cells, else ``base``.
@@ -56,6 +57,8 @@ def cells_mib(config: dict[str, Any], dataset: str, *, root: Path = Path(".")) -
     if spec["source"] == "simulated":
         cfg = simulation_config(spec)
         return BYTES_PER_ENTRY * cfg.n_cells * cfg.n_genes / 2**20
+    if spec["source"] == "cells":
+        return file_mib(root / spec["path"])
     return BYTES_PER_ENTRY * REMOTE_ENTRIES.get(spec.get("remote"), 0) / 2**20
 
 

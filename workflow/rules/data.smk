@@ -98,9 +98,7 @@ rule featureset:
     conda:
         "../envs/perturbench.yaml"
     resources:
-        mem_mb=lambda w: int(
-            1000 + 4 * _mib(f"results/{w.dataset}/prepared/pseudobulk.h5ad")
-        ),
+        mem_mb=lambda w: int(1000 + 4 * pseudobulk_mib(w)),
         runtime=10,
     shell:
         "perturbench featureset --in-dir {input.pseudobulk:q} "
