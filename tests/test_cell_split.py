@@ -185,6 +185,8 @@ def test_stored_parts_serve_pseudobulk_jobs(prepared, tmp_path):
     stored = cell_split_parts(prepared / "no_mt", sp, with_cells=False)
     derived = cell_split_parts(prepared / "no_mt", sp, with_cells=True)
     assert stored.train.cells is None and derived.train.cells is not None
+    by_file = cell_split_parts(prepared / "no_mt" / "pseudobulk.h5ad", sp, with_cells=False)  # as the rules pass it
+    assert by_file.train.cells is None and by_file.truth.source == stored.truth.source
     for part in ("train", "val", "truth"):
         a, b = getattr(stored, part), getattr(derived, part)
         np.testing.assert_allclose(a.expression([CTRL, *a.conditions]), b.expression([CTRL, *b.conditions]))
