@@ -37,8 +37,8 @@ rule fit_predict:
         "../envs/perturbench.yaml"
     threads: 1
     resources:
-        # k562 preset, pseudobulk 43 MiB: 0.45-1.6 GB RSS (two_stage on the cell split the most)
-        mem_mb=job_mem_mb(1000, 3.5, fitting=True, per_pb_mib=16),
+        # k562 preset, pseudobulk 41 MiB: 0.34-1.62 GB RSS (two_stage on the cell split the most)
+        mem_mb=job_mem_mb(1000, 3.5, fitting=True, per_pb_mib=24),
         runtime=job_runtime(15, 60, fitting=True),
     params:
         **FIT_PARAMS,
