@@ -44,7 +44,7 @@ from perturbench.data.conditions import CTRL
 from perturbench.data.contract import PerturbDataset
 from perturbench.data.de import annotate_de, group_sums
 from perturbench.data.io import write_text_atomic
-from perturbench.data.store import PSEUDOBULK, load_dataset, save_dataset
+from perturbench.data.store import PSEUDOBULK, dataset_folder, load_dataset, save_dataset
 from perturbench.splits import Split, SplitError, _checksum, checked_content, read_manifest
 
 CELL_MANIFEST_FORMAT = "perturbench-cellsplit/1"
@@ -245,7 +245,7 @@ def write_cell_split_data(data_dir: str | Path, split: CellSplit, out_dir: str |
 def cell_split_parts(data_dir: str | Path, split: CellSplit, *, with_cells: bool) -> CellSplitData:
     """The parts of ``split``: read from ``data_dir/seed{seed}/cellsplit`` (pseudobulks only)
     when it was written and no cells are wanted, else derived from the dataset's cells."""
-    folder = Path(data_dir) / f"seed{split.seed}" / "cellsplit"
+    folder = dataset_folder(data_dir) / f"seed{split.seed}" / "cellsplit"
     stored = all((folder / name / PSEUDOBULK).exists() for name in ("train", "val", "truth"))
     if stored and not with_cells:
         return CellSplitData(*(load_dataset(folder / name, with_cells=False) for name in ("train", "val", "truth")))

@@ -25,7 +25,7 @@ from scipy.stats import wilcoxon
 from perturbench.errors import PerturbenchError
 from perturbench.data.conditions import CTRL
 from perturbench.data.contract import PerturbDataset
-from perturbench.metrics import ConditionArrays, compute_metrics, pearson_r, top_expressed
+from perturbench.metrics import ConditionArrays, compute_metrics, pearson_r, top_expressed, truth_distances
 from perturbench.models.base import Prediction
 
 TABLE_COLUMNS = ["condition", "subgroup", "metric", "value"]
@@ -84,11 +84,13 @@ def evaluate_prediction(
     de20 = _gene_positions(data.de_genes("de20"), conditions, data.genes)
     nondrop_lists = data.de_genes("de20_nondropout")
     nondrop = _gene_positions(nondrop_lists, conditions, data.genes) if nondrop_lists else None
+    distances = truth_distances(pred_mean, truths)
     rows = []
     for i, cond in enumerate(conditions):
         x = ConditionArrays(
             pred=pred_mean[i], truth=truths[i], ctrl=ctrl, pert_ref=pert_ref, top1000=top1000, de20=de20[i],
             de20_nondropout=None if nondrop is None else nondrop[i], all_truths=truths, index=i,
+            truth_distances=distances[i],
         )
         rows += [(cond, subgroups[cond], name, value) for name, value in compute_metrics(x).items()]
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)

@@ -76,7 +76,7 @@ def split(data_dir: Path, seed: int, out: Path, *, dataset: str, params: dict[st
     if params.get("kind") == "cells":
         from perturbench.cell_split import make_cell_split, split_obs, write_cell_manifest
 
-        names, conditions = split_obs(Path(data_dir) / "cells.h5ad")
+        names, conditions = split_obs(dataset_folder(data_dir) / "cells.h5ad")
         cell_split = make_cell_split(names, conditions, seed=seed, fractions=params.get("fractions", (0.8, 0.1, 0.1)),
                                      zscore=bool(params.get("zscore", False)))
         write_cell_manifest(cell_split, out, dataset=dataset)

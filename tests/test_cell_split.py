@@ -153,6 +153,13 @@ def test_condition_manifest_still_read(prepared, tmp_path):
     assert isinstance(read_any_manifest(out), Split)
 
 
+def test_split_takes_the_pseudobulk_file_the_rule_declares(prepared, tmp_path):
+    by_folder, by_file = tmp_path / "a.json", tmp_path / "b.json"
+    pipeline.split(prepared / "prepared", 0, by_folder, dataset="tiny", params={"kind": "cells"})
+    pipeline.split(prepared / "prepared" / "pseudobulk.h5ad", 0, by_file, dataset="tiny", params={"kind": "cells"})
+    assert by_file.read_text() == by_folder.read_text()
+
+
 @pytest.mark.parametrize("model", ["mean", "ridge", "additive", "linear_embedding"])
 def test_pipeline_fit_and_evaluate_under_a_cell_split(prepared, tmp_path, model):
     split_path = tmp_path / "seed0.json"
@@ -178,6 +185,8 @@ def test_stored_parts_serve_pseudobulk_jobs(prepared, tmp_path):
     stored = cell_split_parts(prepared / "no_mt", sp, with_cells=False)
     derived = cell_split_parts(prepared / "no_mt", sp, with_cells=True)
     assert stored.train.cells is None and derived.train.cells is not None
+    by_file = cell_split_parts(prepared / "no_mt" / "pseudobulk.h5ad", sp, with_cells=False)  # as the rules pass it
+    assert by_file.train.cells is None and by_file.truth.source == stored.truth.source
     for part in ("train", "val", "truth"):
         a, b = getattr(stored, part), getattr(derived, part)
         np.testing.assert_allclose(a.expression([CTRL, *a.conditions]), b.expression([CTRL, *b.conditions]))

@@ -18,6 +18,7 @@ from perturbench.metrics import (
     compute_metrics,
     pearson_r,
     top_expressed,
+    truth_distances,
 )
 
 # Hand example (G = 4): deltas p − c = [1, 2, 3, −1], t − c = [1, 3, 2, 0].
@@ -111,6 +112,23 @@ def test_rank_score_by_hand():
 def test_rank_score_ties_are_pessimistic():
     mirror = 2 * PRED - TRUTH  # same distance to the prediction as the truth
     assert metric("rank_score", hand(all_truths=np.stack([TRUTH, mirror]))) == 1.0
+
+
+def test_truth_distances_match_the_per_condition_reference(rng):
+    truths, preds = rng.normal(size=(7, 4)), rng.normal(size=(7, 4))  # G = 4, as hand()
+    dists = truth_distances(preds, truths)
+    for i, (l2, l1) in enumerate(dists):
+        np.testing.assert_allclose(l2, np.sqrt(((truths - preds[i]) ** 2).sum(axis=1)), rtol=1e-12)
+        np.testing.assert_allclose(l1, np.abs(truths - preds[i]).sum(axis=1), rtol=1e-12)
+        x = hand(pred=preds[i], truth=truths[i], all_truths=truths, index=i)
+        given = dataclasses.replace(x, truth_distances=dists[i])
+        for name in ("rank_score", "discrimination_l1"):
+            assert metric(name, given) == metric(name, x), name
+
+
+def test_truth_distances_of_the_wrong_length_are_refused():
+    with pytest.raises(MetricInputError, match="truth_distances"):
+        hand(truth_distances=(np.zeros(2), np.zeros(2)))
 
 
 def test_rank_score_single_test_condition_is_zero():

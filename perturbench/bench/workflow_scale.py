@@ -9,7 +9,9 @@ seed, three feature sets) in ``<out_dir>/workflow_scale/`` and reads every job's
   or ``dataset/fit_predict:model``), ``jobs``, ``wall_s`` and ``cpu_s`` (sums over the jobs),
   ``max_rss_mib`` (the largest job), ``bytes_written`` (its output files on disk), plus rows
   ``<dataset>/disk`` (bytes under ``results/<dataset>``) and ``total`` (end-to-end wall seconds of
-  the Snakemake call in ``wall_s``);
+  the Snakemake call in ``wall_s``); then, to check the rules' requests, ``max_wall_s`` (the
+  slowest job), ``declared_mem_mb`` and ``declared_runtime_min`` (the largest ``mem_mb`` /
+  ``runtime`` Snakemake gave the rule's jobs, read from its logs; empty for jobs without one);
 - ``workflow_scale_projection.tsv``: ``snakemake --cores 8 all`` on ``config.yaml`` on CPU — per
   rule, the job count of that config × the measured mean cost per job (condition-split datasets
   from ``k562``, cell-split ones from ``k562_cells``): ``jobs``, ``cpu_h``, ``max_rss_mib``; and a
@@ -39,6 +41,8 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "workflow" / "config" / "workflow_scale.yaml"
 FULL_CONFIG = REPO / "workflow" / "config" / "config.yaml"
 COLUMNS = ["rule", "jobs", "wall_s", "cpu_s", "max_rss_mib", "bytes_written"]
+CHECK_COLUMNS = ["max_wall_s", "declared_mem_mb", "declared_runtime_min"]
+_RESOURCE = re.compile(r"\b(runtime|mem_mb)=(\d+)")
 _FILE_RULES = {"simulate": "simulate", "prepare": "prepare_dataset", "featureset": "featureset",
                "go_graph": "go_graph", "cell_split_data": "cell_split_data", "summarize": "summarize"}
 
@@ -76,21 +80,41 @@ def output_bytes(results: Path, dataset: str, rule: str) -> int:
     return sum(f.stat().st_size for f in files)
 
 
+def declared(workdir: Path) -> dict[str, dict[str, int]]:
+    """Benchmark path → the ``mem_mb`` / ``runtime`` Snakemake declared for that job, from the
+    logs in ``workdir/.snakemake/log`` (a later run's entry replaces an earlier one's)."""
+    out: dict[str, dict[str, int]] = {}
+    for log in sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log")):
+        bench = None
+        for line in log.read_text(errors="replace").splitlines():
+            line = line.strip()
+            if line.startswith("benchmark:"):
+                bench = line.split(":", 1)[1].strip()
+            elif line.startswith("resources:") and bench:
+                out[bench] = {k: int(v) for k, v in _RESOURCE.findall(line)}
+                bench = None
+    return out
+
+
 def collect(workdir: Path) -> pd.DataFrame:
     """One row per (dataset, rule) from the Snakemake benchmark files under ``workdir``."""
     root = workdir / "results" / "benchmarks"
+    requests = declared(workdir)
     rows = []
     for path in sorted(root.rglob("*.tsv")):
         key = rule_of(path, root)
         if key is None:
             continue
         bench = pd.read_csv(path, sep="\t").iloc[-1]
+        asked = requests.get(str(path.relative_to(workdir)), {})
         rows.append({"dataset": key[0], "rule": key[1], "wall_s": float(bench["s"]),
-                     "cpu_s": float(bench["cpu_time"]), "max_rss_mib": float(bench["max_rss"])})
-    jobs = pd.DataFrame(rows, columns=["dataset", "rule", "wall_s", "cpu_s", "max_rss_mib"])
+                     "cpu_s": float(bench["cpu_time"]), "max_rss_mib": float(bench["max_rss"]),
+                     "mem_mb": asked.get("mem_mb"), "runtime": asked.get("runtime")})
+    jobs = pd.DataFrame(rows, columns=["dataset", "rule", "wall_s", "cpu_s", "max_rss_mib", "mem_mb", "runtime"])
     table = jobs.groupby(["dataset", "rule"], sort=True).agg(
         jobs=("wall_s", "size"), wall_s=("wall_s", "sum"), cpu_s=("cpu_s", "sum"),
-        max_rss_mib=("max_rss_mib", "max")).reset_index()
+        max_rss_mib=("max_rss_mib", "max"), max_wall_s=("wall_s", "max"),
+        declared_mem_mb=("mem_mb", "max"), declared_runtime_min=("runtime", "max")).reset_index()
     table["bytes_written"] = [output_bytes(workdir / "results", d, r) for d, r in zip(table["dataset"], table["rule"])]
     return table
 
@@ -166,7 +190,7 @@ def write_tables(out_dir: Path, wall: float) -> Path:
     workdir = out_dir / "workflow_scale"
     measured = collect(workdir)
     config = yaml.safe_load(CONFIG.read_text())
-    table = measured.assign(rule=measured["dataset"] + "/" + measured["rule"])[COLUMNS]
+    table = measured.assign(rule=measured["dataset"] + "/" + measured["rule"])[COLUMNS + CHECK_COLUMNS]
     disk = [{"rule": f"{d}/disk", "bytes_written": _disk(workdir / "results" / d)} for d in config["datasets"]]
     total = {"rule": "total", "jobs": int(table["jobs"].sum()), "wall_s": wall, "cpu_s": table["cpu_s"].sum(),
              "max_rss_mib": table["max_rss_mib"].max(), "bytes_written": table["bytes_written"].sum()}

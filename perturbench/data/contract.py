@@ -29,7 +29,7 @@ from perturbench.errors import PerturbenchError
 from perturbench.data.conditions import CTRL, ConditionError, canonical_condition, targets
 
 
-_DE_KINDS = ("de20", "de20_nondropout", "de_ranking")  # uns keys holding condition → genes lists
+DE_KINDS = ("de20", "de20_nondropout", "de_ranking")  # uns keys holding condition → genes lists
 
 
 class DatasetError(PerturbenchError, ValueError):
@@ -155,7 +155,16 @@ class PerturbDataset:
     def subset(self, conditions: Sequence[str]) -> PerturbDataset:
         """A dataset with only ``ctrl`` and ``conditions`` (cells filtered alike)."""
         keep = [CTRL] + [c for c in conditions if c != CTRL]
-        pb = self.pseudobulk[keep].copy()
+        rows = self.pseudobulk.obs_names.get_indexer(keep)
+        if (rows < 0).any():
+            missing = [c for c, i in zip(keep, rows, strict=True) if i < 0]
+            raise KeyError(f"{self.source}: conditions not in dataset: {missing[:5]}")
+        kept = set(keep)  # DE lists of the kept conditions only, not a deep copy of every list
+        uns = {
+            key: {c: list(v) for c, v in value.items() if c in kept} if key in DE_KINDS else copy.deepcopy(value)
+            for key, value in self.pseudobulk.uns.items()
+        }
+        pb = _index(self.pseudobulk, rows, slice(None), uns=uns)
         cells = None
         if self.cells is not None:
             rows = np.flatnonzero(self.cells.obs["condition"].astype(str).isin(keep).to_numpy())
@@ -172,7 +181,7 @@ class PerturbDataset:
         kept = set(keep)
         uns = {
             key: {c: [g for g in v if g in kept] for c, v in self.de_genes(key).items()}
-            if key in _DE_KINDS
+            if key in DE_KINDS
             else copy.deepcopy(value)
             for key, value in self.pseudobulk.uns.items()
         }

@@ -7,7 +7,8 @@ own the data module, the workflow's file layout or the device policy: what they 
 
 Prediction file format (``predictions/{model}.h5ad``): obs_names = predicted test conditions
 (canonical names), var_names = genes (the dataset's order), X = predicted mean expression on
-the truth's scale (float64, so a predicted change of exactly zero stays zero), optional ``layers['logvar']`` = per-gene predicted log-variance,
+the truth's scale (float32 like the stored pseudobulks, so a prediction equal to the control row
+stays equal to it and a predicted change of exactly zero stays zero), optional ``layers['logvar']`` = per-gene predicted log-variance,
 optional ``layers['logvar_raw']`` = the log-variance before calibration on validation conditions,
 ``uns['model']`` = model name, ``uns['skipped']`` = condition → reason for test conditions the
 model could not predict (never silently dropped), ``uns['run']`` = the run record of
@@ -74,7 +75,7 @@ class Prediction:
 
     def to_anndata(self) -> ad.AnnData:
         adata = ad.AnnData(
-            X=self.mean.astype(np.float64),
+            X=self.mean.astype(np.float32),
             obs=pd.DataFrame(index=pd.Index(self.conditions, dtype=str)),
             var=pd.DataFrame(index=pd.Index(self.genes, dtype=str)),
         )

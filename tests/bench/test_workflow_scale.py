@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from perturbench.bench.workflow_scale import collect, job_counts, project, rule_of
+from perturbench.bench.workflow_scale import collect, declared, job_counts, project, rule_of
 
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 
@@ -34,6 +34,30 @@ def test_collect_sums_jobs_per_dataset_and_rule(tmp_path):
     assert ridge.bytes_written == 27  # predictions and model files of ridge only
     assert table.loc[("k562", "simulate"), "bytes_written"] == 100
     assert set(table.index) == {("k562", r) for r in ("simulate", "fit_predict:ridge", "evaluate", "split")}
+
+
+LOG = """localrule fit_predict:
+    input: results/k562/full/pseudobulk.h5ad
+    benchmark: results/benchmarks/k562/full/seed1/fit_ridge.tsv
+    wildcards: dataset=k562, featureset=full, seed=1, model=ridge
+    resources: tmpdir=/tmp, runtime=15, mem_mb=1250, mem=1.25 GB, mem_mib=1193
+localrule split:
+    benchmark: results/benchmarks/k562/split_seed1.tsv
+    resources: tmpdir=/tmp
+"""
+
+
+def test_declared_resources_come_from_the_snakemake_log(tmp_path):
+    log = tmp_path / ".snakemake" / "log" / "2026-01-01T000000.snakemake.log"
+    log.parent.mkdir(parents=True)
+    log.write_text(LOG)
+    asked = declared(tmp_path)
+    assert asked["results/benchmarks/k562/full/seed1/fit_ridge.tsv"] == {"runtime": 15, "mem_mb": 1250}
+    assert asked["results/benchmarks/k562/split_seed1.tsv"] == {}
+    _bench(tmp_path / "results" / "benchmarks" / "k562" / "full" / "seed1" / "fit_ridge.tsv", 2.0, 500.0, 1.0, 1.5)
+    _bench(tmp_path / "results" / "benchmarks" / "k562" / "no_mt" / "seed1" / "fit_ridge.tsv", 4.0, 700.0, 1.0, 3.5)
+    ridge = collect(tmp_path).set_index(["dataset", "rule"]).loc[("k562", "fit_predict:ridge")]
+    assert (ridge.max_wall_s, ridge.declared_mem_mb, ridge.declared_runtime_min) == (4.0, 1250, 15)
 
 
 def test_rule_of_ignores_unknown_files(tmp_path):

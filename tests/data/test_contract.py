@@ -99,6 +99,17 @@ def test_subset_without_cells(ds: PerturbDataset) -> None:
     assert out.cells is None and out.conditions == ["B"]
 
 
+def test_subset_keeps_the_de_lists_of_its_conditions(ds: PerturbDataset) -> None:
+    pb = ds.pseudobulk.copy()
+    pb.uns["de20"] = {"A": ["G0", "G1"], "A+B": ["G2"], "B": ["G3"]}
+    pb.uns["note"] = {"kept": [1, 2]}
+    out = PerturbDataset("toy", pb, source="toy.h5ad").subset(["A", "B"])
+    assert out.de_genes("de20") == {"A": ["G0", "G1"], "B": ["G3"]}
+    out.pseudobulk.uns["note"]["kept"].append(3)  # other annotations are copies
+    assert pb.uns["note"] == {"kept": [1, 2]}
+    np.testing.assert_array_equal(out.expression(["B"]), ds.expression(["B"]))
+
+
 def test_subset_unknown_condition(ds: PerturbDataset) -> None:
     with pytest.raises(KeyError, match=r"'Z'"):
         ds.subset(["A", "Z"])

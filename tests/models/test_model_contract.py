@@ -48,7 +48,7 @@ def test_model_contract(name: str, rng: np.random.Generator, tmp_path) -> None:
     path = tmp_path / "predictions" / f"{name}.h5ad"
     pred.write(path)
     raw = ad.read_h5ad(path)
-    assert raw.X.dtype == np.float64 and raw.uns["model"] == name and "skipped" in raw.uns
+    assert raw.X.dtype == np.float32 and raw.uns["model"] == name and "skipped" in raw.uns
     back = Prediction.read(path)
     assert (back.conditions, back.genes, back.skipped) == (pred.conditions, pred.genes, pred.skipped)
     np.testing.assert_allclose(back.mean, pred.mean, rtol=1e-6, atol=1e-6)

@@ -14,8 +14,9 @@ rule evaluate:
     conda:
         "../envs/perturbench.yaml"
     resources:
+        # k562 preset: 0.3-0.57 GB RSS; 5-56 CPU s (cell split, 2,000 test conditions: 253 s wall loaded)
         mem_mb=job_mem_mb(1000, 3.5, fitting=False),
-        runtime=job_runtime(5, 20, fitting=False),
+        runtime=job_runtime(15, 20, fitting=False),
     shell:
         "perturbench evaluate --data-dir {input.data:q} "
         "--split {input.split:q} --prediction {input.prediction:q} --featureset {wildcards.featureset} "
