@@ -47,9 +47,7 @@ rule recurrent_genes:
     conda:
         "../envs/perturbench.yaml"
     resources:
-        mem_mb=lambda w: int(
-            1000 + 4 * _mib(f"results/{w.dataset}/{w.featureset}/pseudobulk.h5ad")
-        ),
+        mem_mb=lambda w: int(1000 + 4 * featureset_pseudobulk_mib(w)),
         runtime=15,
     shell:
         "perturbench recurrent-genes --data {input.data:q} --splits {input.splits:q} "

@@ -157,6 +157,10 @@ def pseudobulk_mib(w):
     return resources.file_mib(f"results/{w.dataset}/prepared/pseudobulk.h5ad")
 
 
+def featureset_pseudobulk_mib(w):
+    return resources.file_mib(f"results/{w.dataset}/{w.featureset}/pseudobulk.h5ad")
+
+
 def input_mem_mb(base, factor):
     return lambda w, input: resources.input_mem_mb(input, base=base, factor=factor)
 

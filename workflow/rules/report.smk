@@ -7,6 +7,13 @@ rule report:
             table=["comparisons", "rank_stability", "verdict"],
         ),
         tables=analysis_files(config, DATASETS),
+        # the report also reads the prediction files (figures, calibration, run records)
+        predictions=[
+            p
+            for d in DATASETS
+            for fs in config["featuresets"]
+            for p in prediction_files(config, d, fs)
+        ],
         interactions=expand(
             "results/{dataset}/interactions.tsv", dataset=interaction_datasets(config)
         ),
