@@ -64,8 +64,28 @@ def _mse_on(x: ConditionArrays, genes: np.ndarray | None) -> float:
     return float(np.mean((x.pred[genes] - x.truth[genes]) ** 2))
 
 
+# Predictions and truths are stored as float32: a delta whose spread is within a few float32 steps
+# of the reference's magnitude is rounding, not a predicted change.
+STORED_EPS = 8 * float(np.finfo(np.float32).eps)
+
+
+def delta_corr(p: np.ndarray, t: np.ndarray, ref: np.ndarray) -> float:
+    """corr(p − ref, t − ref) (:func:`pearson_r`), NaN when either delta is constant up to storage
+    rounding: max(d) − min(d) ≤ ε·max(1, max|ref|), ε = 8 × float32 machine epsilon (≈ 9.5e-7).
+
+    So a prediction equal to the reference (control for the control baseline, the perturbation
+    reference for the mean baseline) gives NaN even when it was computed in float64 and stored in
+    float32, instead of a correlation of rounding noise.
+    """
+    dp, dt = np.asarray(p, dtype=np.float64) - ref, np.asarray(t, dtype=np.float64) - ref
+    tol = STORED_EPS * max(1.0, float(np.max(np.abs(ref), initial=0.0)))
+    if dp.size < 2 or np.ptp(dp) <= tol or np.ptp(dt) <= tol:
+        return NAN
+    return pearson_r(dp, dt)
+
+
 def _delta_corr_on(x: ConditionArrays, genes: np.ndarray, ref: np.ndarray) -> float:
-    return pearson_r(x.pred[genes] - ref[genes], x.truth[genes] - ref[genes])
+    return delta_corr(x.pred[genes], x.truth[genes], ref[genes])
 
 
 def mse(x: ConditionArrays) -> float:
@@ -90,11 +110,12 @@ def pearson(x: ConditionArrays) -> float:
 
 
 def pearson_delta(x: ConditionArrays) -> float:
-    """corr(p − c, t − c), all genes; NaN when either delta is constant (e.g. p = c).
+    """corr(p − c, t − c), all genes; NaN when either delta is constant up to storage rounding
+    (e.g. p = c; :func:`delta_corr`).
 
     GEARS ``deeper_analysis`` 'pearson_delta' is the same formula with NaN mapped to 0.
     """
-    return pearson_r(x.pred - x.ctrl, x.truth - x.ctrl)
+    return delta_corr(x.pred, x.truth, x.ctrl)
 
 
 def pearson_delta_top1000(x: ConditionArrays) -> float:
@@ -140,9 +161,10 @@ def pearson_delta_pertref(x: ConditionArrays) -> float:
     """corr(p − r, t − r), all genes, r = mean of the training perturbation pseudobulks.
 
     Systema's convention: deltas against the average perturbed state remove the generic
-    perturbation response that every perturbation shares. NaN when p = r (the mean baseline).
+    perturbation response that every perturbation shares. NaN when p = r up to storage rounding
+    (the mean baseline; :func:`delta_corr`).
     """
-    return pearson_r(x.pred - x.pert_ref, x.truth - x.pert_ref)
+    return delta_corr(x.pred, x.truth, x.pert_ref)
 
 
 def _l2_to_rows(rows: np.ndarray, p: np.ndarray) -> np.ndarray:

@@ -170,6 +170,23 @@ def test_control_prediction_gives_nan_delta_correlations(rng):
     assert not math.isnan(metric("pearson_delta_pertref", x))
 
 
+def test_a_reference_prediction_stored_as_float32_is_not_a_correlation_of_rounding(rng):
+    """The mean baseline predicts the perturbation reference in float64; stored as float32 it
+    differs from r by rounding only, which must read as no change (NaN), not as a correlation."""
+    x = random_arrays(rng)
+    x = dataclasses.replace(x, pert_ref=x.pert_ref + 3.0, ctrl=x.ctrl + 3.0)  # log-expression magnitudes
+    stored_ref = x.pert_ref.astype(np.float32).astype(np.float64)
+    assert np.ptp(stored_ref - x.pert_ref) > 0  # rounding really moved the values
+    assert not math.isnan(pearson_r(stored_ref - x.pert_ref, x.truth - x.pert_ref))  # the plain formula: noise
+    assert math.isnan(metric("pearson_delta_pertref", dataclasses.replace(x, pred=stored_ref)))
+    stored_ctrl = x.ctrl.astype(np.float32).astype(np.float64)
+    for name in ("pearson_delta", "pearson_delta_top1000", "pearson_delta_de20"):
+        assert math.isnan(metric(name, dataclasses.replace(x, pred=stored_ctrl))), name
+    # a real change of 1e-3 on top of the reference is a change: its correlation is defined
+    small = x.pert_ref + 1e-3 * (x.truth - x.pert_ref)
+    assert metric("pearson_delta_pertref", dataclasses.replace(x, pred=small)) == pytest.approx(1.0)
+
+
 def test_pearson_r_nan_for_constant_or_short_input():
     assert math.isnan(pearson_r(np.full(5, 0.1), np.arange(5.0)))
     assert math.isnan(pearson_r(np.array([1.0]), np.array([2.0])))
