@@ -246,7 +246,7 @@ def test_report_renders_what_the_tables_say(tmp_path_factory, tmp_path):
 def test_changing_one_prediction_reruns_exactly_the_analyses_that_read_it(tmp_path):
     """Dry run on the test config with every output in place (``--touch``): rewriting one prediction
     on feature set full reruns its evaluation and the analyses that read it, not the noise ceiling."""
-    from tests.test_workflow import TEST_CONFIG, snakemake
+    from tests.workflow.test_workflow import TEST_CONFIG, snakemake
 
     args = ("results/report/index.html", "--configfile", str(TEST_CONFIG))
     summary = snakemake(tmp_path, "--summary", *args)
