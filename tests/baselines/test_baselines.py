@@ -17,6 +17,7 @@ from baselines.linear import (
     grn_ridge_solve,
     linear_embedding_solve,
     centred_fit,
+    design_ridge_fit,
     output_laplacian,
     ridge_intercept_reference,
     ridge_solve,
@@ -118,6 +119,34 @@ def test_unknown_hyper_parameter_is_rejected() -> None:
 def test_ridge_fast_matches_reference(rng: np.random.Generator) -> None:
     x, y = _problem(rng)
     np.testing.assert_allclose(ridge_solve(x, y, lam=0.1), ridge_solve(x, y, lam=0.1, solver="reference"), atol=1e-8)
+
+
+@pytest.mark.parametrize("intercept", [True, False])
+@pytest.mark.parametrize("design", ["one_hot", "multi_hot"])
+def test_design_ridge_fit_matches_the_augmented_least_squares(
+    rng: np.random.Generator, design: str, intercept: bool
+) -> None:
+    """Sherman–Morrison (one target per row, unequal counts, an all-zero row) and the Cholesky
+    path (targets sharing rows) both equal least squares on the augmented system."""
+    if design == "one_hot":
+        x = np.eye(6)[[0, 0, 0, 1, 2, 2, 3, 4, 5, 5]]
+        x[-1] = 0.0  # a row none of whose targets is in the design (control-like)
+    else:
+        x, _ = _problem(rng, n=12)
+    y = rng.normal(size=(x.shape[0], 9))
+    w, b = design_ridge_fit(x, y, lam=0.3, intercept=intercept)
+    if intercept:
+        w_ref, b_ref = ridge_intercept_reference(x, y, lam=0.3)
+    else:
+        w_ref, b_ref = ridge_solve(x, y, lam=0.3, solver="reference"), np.zeros(9)
+    np.testing.assert_allclose(w, w_ref, atol=1e-10)
+    np.testing.assert_allclose(b, b_ref, atol=1e-10)
+
+
+def test_ridge_model_fast_and_reference_agree(train: PerturbDataset) -> None:
+    fast = RidgeModel().fit(train, context=FitContext()).predict(TEST)
+    slow = RidgeModel(solver="reference").fit(train, context=FitContext()).predict(TEST)
+    np.testing.assert_allclose(fast.mean, slow.mean, atol=1e-6)
 
 
 def test_ridge_with_singles_only_reduces_to_additive(data: PerturbDataset) -> None:
