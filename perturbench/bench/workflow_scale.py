@@ -8,7 +8,8 @@ seed, three feature sets) in ``<out_dir>/workflow_scale/`` and reads every job's
 - ``workflow_scale.tsv``: one row per dataset and rule (fits per model): ``rule`` (``dataset/rule``
   or ``dataset/fit_predict:model``), ``jobs``, ``wall_s`` and ``cpu_s`` (sums over the jobs),
   ``max_rss_mib`` (the largest job), ``bytes_written`` (its output files on disk), plus rows
-  ``<dataset>/disk`` (bytes under ``results/<dataset>``) and ``total`` (end-to-end wall seconds of
+  ``<dataset>/disk`` (bytes under ``results/<dataset>``; :func:`disk_rows` adds ``disk_runs`` and
+  ``prepared_cells``) and ``total`` (end-to-end wall seconds of
   the Snakemake call in ``wall_s``); then, to check the rules' requests, ``max_wall_s`` (the
   slowest job), ``declared_mem_mb`` and ``declared_runtime_min`` (the largest ``mem_mb`` /
   ``runtime`` Snakemake gave the rule's jobs, read from its logs; empty for jobs without one);
@@ -123,6 +124,19 @@ def _disk(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink())
 
 
+def disk_rows(results: Path, dataset: str) -> list[dict]:
+    """Disk of one dataset: ``disk`` (everything under ``results/<dataset>``), ``disk_runs`` (what
+    the runs wrote: predictions, model folders, metrics — grows with runs × seeds × feature sets)
+    and ``prepared_cells`` (the prepared cells file, the yardstick of the disk target)."""
+    folder = results / dataset
+    runs = [f for kind in ("predictions", "models", "metrics") for f in folder.glob(f"*/seed*/{kind}/**/*")]
+    cells = folder / "prepared" / "cells.h5ad"
+    return [{"rule": f"{dataset}/disk", "bytes_written": _disk(folder)},
+            {"rule": f"{dataset}/disk_runs",
+             "bytes_written": sum(f.stat().st_size for f in runs if f.is_file() and not f.is_symlink())},
+            {"rule": f"{dataset}/prepared_cells", "bytes_written": cells.stat().st_size if cells.exists() else 0}]
+
+
 def job_counts(config: dict) -> pd.DataFrame:
     """Jobs per (split kind, rule) of ``snakemake all`` on ``config`` (without report/download)."""
     rows = []
@@ -191,7 +205,7 @@ def write_tables(out_dir: Path, wall: float) -> Path:
     measured = collect(workdir)
     config = yaml.safe_load(CONFIG.read_text())
     table = measured.assign(rule=measured["dataset"] + "/" + measured["rule"])[COLUMNS + CHECK_COLUMNS]
-    disk = [{"rule": f"{d}/disk", "bytes_written": _disk(workdir / "results" / d)} for d in config["datasets"]]
+    disk = [row for d in config["datasets"] for row in disk_rows(workdir / "results", d)]
     total = {"rule": "total", "jobs": int(table["jobs"].sum()), "wall_s": wall, "cpu_s": table["cpu_s"].sum(),
              "max_rss_mib": table["max_rss_mib"].max(), "bytes_written": table["bytes_written"].sum()}
     table = pd.concat([table, pd.DataFrame(disk + [total])], ignore_index=True)

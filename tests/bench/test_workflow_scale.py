@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from perturbench.bench.workflow_scale import collect, declared, job_counts, project, rule_of
+from perturbench.bench.workflow_scale import collect, declared, disk_rows, job_counts, project, rule_of
 
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 
@@ -34,6 +34,12 @@ def test_collect_sums_jobs_per_dataset_and_rule(tmp_path):
     assert ridge.bytes_written == 27  # predictions and model files of ridge only
     assert table.loc[("k562", "simulate"), "bytes_written"] == 100
     assert set(table.index) == {("k562", r) for r in ("simulate", "fit_predict:ridge", "evaluate", "split")}
+    (out / "prepared" / "cells.h5ad").parent.mkdir()
+    (out / "prepared" / "cells.h5ad").write_bytes(b"x" * 40)
+    (out / "full" / "seed1" / "metrics" / "ridge.tsv").parent.mkdir()
+    (out / "full" / "seed1" / "metrics" / "ridge.tsv").write_bytes(b"x" * 3)
+    disk = {row["rule"]: row["bytes_written"] for row in disk_rows(tmp_path / "results", "k562")}
+    assert disk == {"k562/disk": 269, "k562/disk_runs": 129, "k562/prepared_cells": 40}
 
 
 LOG = """localrule fit_predict:
