@@ -60,7 +60,9 @@ class ConditionArrays:
             raise MetricInputError(
                 f"ConditionArrays.all_truths: shape {arr.shape} is not (n_test >= 1, {n_genes})"
             )
-        if not np.isfinite(arr.sum()):  # any NaN / inf makes the sum non-finite (one pass, no copy)
+        # any NaN / inf makes the sum non-finite (one pass, no copy); given finite distances from the
+        # finite prediction to every row, every row is finite already (skips n_test² · G work)
+        if self.truth_distances is None and not np.isfinite(arr.sum()):
             raise MetricInputError("ConditionArrays.all_truths: contains NaN or inf")
         if isinstance(self.index, bool) or not isinstance(self.index, int | np.integer):
             raise MetricInputError(f"ConditionArrays.index: {self.index!r} is not an integer")

@@ -251,6 +251,26 @@ def test_condition_arrays_rejects(case):
         hand(**changes)
 
 
+def test_non_finite_truths_are_refused_through_the_given_distances():
+    """With distances given, all_truths is not summed again (n_test² · G work in a large test set);
+    its NaN row still fails, through the distances computed from it."""
+    truths = np.stack([TRUTH, np.full(4, np.nan)])
+    with pytest.raises(MetricInputError, match=r"^ConditionArrays\.truth_distances: NaN or inf"):
+        hand(all_truths=truths, truth_distances=truth_distances(PRED[None, :], truths)[0])
+
+
+@pytest.mark.parametrize("n", [1, 3, 20, 100, 999])
+def test_top_abs_equals_the_stable_full_sort(rng, n):
+    """Partition-based top-n = the first n of argsort(-|v|, stable), ties to the earlier gene."""
+    from perturbench.metrics import _top_abs
+
+    v = rng.integers(-4, 5, size=300).astype(float)  # many ties, at the cut too
+    expected = np.argsort(-np.abs(v), kind="stable")[: min(n, v.size)]
+    np.testing.assert_array_equal(_top_abs(v, n), expected)
+    w = rng.normal(size=300)
+    np.testing.assert_array_equal(_top_abs(w, n), np.argsort(-np.abs(w), kind="stable")[: min(n, w.size)])
+
+
 # -- cross-check against GEARS's own evaluation code --------------------------------------------
 def _gears_inputs(rng: np.random.Generator, n_genes: int = 30, n_perts: int = 3):
     """GEARS's ``test_res`` dict and cell AnnData for pseudobulk-level predictions (one row per condition)."""
