@@ -182,7 +182,6 @@ class _DesignModel(BaselineModel):
         require_conditions(self.name, conditions, train)
         self.pert_genes = perturbed_genes(conditions)
         x = multi_hot(conditions, self.pert_genes)
-
         self.weights, self.intercept = self._fit_design(x, deltas, train=train, context=context)
 
     def _fit_design(
