@@ -30,6 +30,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -77,8 +78,7 @@ def _outputs(rule: str) -> list[str]:
 def output_bytes(results: Path, dataset: str, rule: str) -> int:
     """Bytes of the files ``rule`` wrote for ``dataset`` (Snakemake's ``io_out`` reads 0 in
     containers without I/O counters, so outputs are measured on disk)."""
-    files = {f for pattern in _outputs(rule) for f in (results / dataset).glob(pattern) if f.is_file()}
-    return sum(f.stat().st_size for f in files)
+    return _bytes({f for pattern in _outputs(rule) for f in (results / dataset).glob(pattern)})
 
 
 def declared(workdir: Path) -> dict[str, dict[str, int]]:
@@ -120,8 +120,9 @@ def collect(workdir: Path) -> pd.DataFrame:
     return table
 
 
-def _disk(folder: Path) -> int:
-    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink())
+def _bytes(files: Iterable[Path]) -> int:
+    """Bytes of the plain files among ``files`` (links and folders count 0)."""
+    return sum(f.stat().st_size for f in files if f.is_file() and not f.is_symlink())
 
 
 def disk_rows(results: Path, dataset: str) -> list[dict]:
@@ -131,10 +132,9 @@ def disk_rows(results: Path, dataset: str) -> list[dict]:
     folder = results / dataset
     runs = [f for kind in ("predictions", "models", "metrics") for f in folder.glob(f"*/seed*/{kind}/**/*")]
     cells = folder / "prepared" / "cells.h5ad"
-    return [{"rule": f"{dataset}/disk", "bytes_written": _disk(folder)},
-            {"rule": f"{dataset}/disk_runs",
-             "bytes_written": sum(f.stat().st_size for f in runs if f.is_file() and not f.is_symlink())},
-            {"rule": f"{dataset}/prepared_cells", "bytes_written": cells.stat().st_size if cells.exists() else 0}]
+    return [{"rule": f"{dataset}/disk", "bytes_written": _bytes(folder.rglob("*"))},
+            {"rule": f"{dataset}/disk_runs", "bytes_written": _bytes(runs)},
+            {"rule": f"{dataset}/prepared_cells", "bytes_written": _bytes([cells])}]
 
 
 def job_counts(config: dict) -> pd.DataFrame:

@@ -17,7 +17,6 @@ from baselines.linear import (
     grn_ridge_solve,
     linear_embedding_solve,
     centred_fit,
-    design_ridge_fit,
     output_laplacian,
     ridge_intercept_reference,
     ridge_solve,
@@ -28,6 +27,7 @@ from perturbench.data.conditions import ConditionError, canonical_condition, tar
 from perturbench.data.contract import PerturbDataset
 from perturbench.errors import ConfigError
 from perturbench.graphs import coexpression_graph, go_similarity_graph, laplacian
+from perturbench.linalg import design_ridge_fit
 from perturbench.models.base import FitContext
 from perturbench.models.registry import get_model
 
