@@ -20,10 +20,16 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
 TEST_CONFIG = REPO / "workflow" / "config" / "test.yaml"
 
 
+def venv_env() -> dict[str, str]:
+    """The environment with this interpreter's folder first on PATH, so that jobs find the
+    ``perturbench`` command without an activated virtual environment (the README's test command)."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
 def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
     cmd = [*SNAKEMAKE, "--directory", str(workdir), "--cores", "2", *args]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout, env=env)
+    result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
+                            env=venv_env())
     result.stderr = result.stdout  # snakemake 9 prints errors on stdout; keep one combined log
     return result
 
@@ -123,7 +129,8 @@ def _training_started(logs: Path) -> bool:
 @pytest.mark.slow
 def test_killed_during_training_then_rerun_completes(tmp_path):
     cmd = [*SNAKEMAKE, "--directory", str(tmp_path), "--cores", "1", "--configfile", str(TEST_CONFIG)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env=venv_env())
     training_logs = tmp_path / "results/logs/sim_tiny"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and proc.poll() is None and not _training_started(training_logs):
